@@ -8,7 +8,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_ct_pack_to_int32 {
 
 constexpr const char* kOp = "ct_pack_to_int32";
 
@@ -212,5 +212,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_ct_pack_to_int32
 }  // namespace qconf::conf

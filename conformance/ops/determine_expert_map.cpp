@@ -8,7 +8,7 @@
 #include "qconf/ops/index.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_determine_expert_map {
 
 constexpr const char* kOp = "determine_expert_map";
 
@@ -158,5 +158,5 @@ OpDef make_def() {
 
 QCONF_REGISTER_OP(make_def);
 
-}  // namespace
+}  // namespace conformance_ops_determine_expert_map
 }  // namespace qconf::conf

@@ -8,7 +8,7 @@
 #include "qconf/ops/index.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_eplb_default_placement {
 
 constexpr const char* kOp = "eplb_default_placement";
 
@@ -118,5 +118,5 @@ OpDef make_def() {
 
 QCONF_REGISTER_OP(make_def);
 
-}  // namespace
+}  // namespace conformance_ops_eplb_default_placement
 }  // namespace qconf::conf

@@ -9,7 +9,7 @@
 #include "qconf/ops/index.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_eplb_log2phy {
 
 constexpr const char* kOp = "eplb_log2phy";
 
@@ -128,5 +128,5 @@ OpDef make_def() {
 
 QCONF_REGISTER_OP(make_def);
 
-}  // namespace
+}  // namespace conformance_ops_eplb_log2phy
 }  // namespace qconf::conf

@@ -11,7 +11,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_eplb_map_to_physical {
 
 constexpr const char* kOp = "eplb_map_to_physical";
 
@@ -167,5 +167,5 @@ OpDef make_def() {
 
 QCONF_REGISTER_OP(make_def);
 
-}  // namespace
+}  // namespace conformance_ops_eplb_map_to_physical
 }  // namespace qconf::conf

@@ -8,7 +8,7 @@
 #include "qconf/ops/index.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_eplb_replica_routing_table {
 
 constexpr const char* kOp = "eplb_replica_routing_table";
 
@@ -99,5 +99,5 @@ OpDef make_def() {
 
 QCONF_REGISTER_OP(make_def);
 
-}  // namespace
+}  // namespace conformance_ops_eplb_replica_routing_table
 }  // namespace qconf::conf

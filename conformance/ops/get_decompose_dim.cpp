@@ -10,7 +10,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_get_decompose_dim {
 
 constexpr const char* kOp = "get_decompose_dim";
 
@@ -179,5 +179,5 @@ OpDef make_def() {
 
 QCONF_REGISTER_OP(make_def);
 
-}  // namespace
+}  // namespace conformance_ops_get_decompose_dim
 }  // namespace qconf::conf

@@ -12,7 +12,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_group_list_convert {
 
 constexpr const char* kOp = "group_list_convert";
 
@@ -283,5 +283,5 @@ OpDef make_def() {
 
 QCONF_REGISTER_OP(make_def);
 
-}  // namespace
+}  // namespace conformance_ops_group_list_convert
 }  // namespace qconf::conf

@@ -8,7 +8,7 @@
 #include "nz_vectors.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_kv_cache_nz_to_nd {
 
 using namespace nz_vectors;  // NOLINT
 
@@ -106,5 +106,5 @@ OpDef make_kv_cache_nz_to_nd() {
 
 QCONF_REGISTER_OP(make_kv_cache_nz_to_nd);
 
-}  // namespace
+}  // namespace conformance_ops_kv_cache_nz_to_nd
 }  // namespace qconf::conf

@@ -10,7 +10,7 @@
 #include "scales_cases.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_load_scale_to_params_dtype {
 
 using namespace scales;
 
@@ -141,5 +141,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_load_scale_to_params_dtype
 }  // namespace qconf::conf

@@ -7,7 +7,7 @@
 #include "nz_vectors.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_nd_to_nz {
 
 using namespace nz_vectors;  // NOLINT
 
@@ -318,5 +318,5 @@ OpDef make_nd_to_nz() {
 
 QCONF_REGISTER_OP(make_nd_to_nz);
 
-}  // namespace
+}  // namespace conformance_ops_nd_to_nz
 }  // namespace qconf::conf

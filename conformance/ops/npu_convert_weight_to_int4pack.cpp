@@ -13,7 +13,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_npu_convert_weight_to_int4pack {
 
 constexpr const char* kOp = "npu_convert_weight_to_int4pack";
 
@@ -183,5 +183,5 @@ OpDef make_int4pack() {
 
 QCONF_REGISTER_OP(make_int4pack);
 
-}  // namespace
+}  // namespace conformance_ops_npu_convert_weight_to_int4pack
 }  // namespace qconf::conf

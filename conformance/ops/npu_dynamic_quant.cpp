@@ -17,7 +17,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_npu_dynamic_quant {
 
 constexpr const char* kOp = "npu_dynamic_quant";
 
@@ -302,5 +302,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_npu_dynamic_quant
 }  // namespace qconf::conf

@@ -12,7 +12,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_npu_dynamic_quant_asymmetric {
 
 constexpr const char* kOp = "npu_dynamic_quant_asymmetric";
 
@@ -147,5 +147,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_npu_dynamic_quant_asymmetric
 }  // namespace qconf::conf

@@ -27,7 +27,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_npu_quant_matmul {
 
 constexpr const char* kOp = "npu_quant_matmul";
 
@@ -735,5 +735,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_npu_quant_matmul
 }  // namespace qconf::conf

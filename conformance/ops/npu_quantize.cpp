@@ -19,7 +19,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_npu_quantize {
 
 constexpr const char* kOp = "npu_quantize";
 
@@ -517,5 +517,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_npu_quantize
 }  // namespace qconf::conf

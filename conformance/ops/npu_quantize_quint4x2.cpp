@@ -19,7 +19,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_npu_quantize_quint4x2 {
 
 constexpr const char* kOp = "npu_quantize_quint4x2";
 
@@ -389,5 +389,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_npu_quantize_quint4x2
 }  // namespace qconf::conf

@@ -11,7 +11,7 @@
 #include "scales_cases.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_npu_trans_quant_param {
 
 using namespace scales;
 
@@ -282,5 +282,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_npu_trans_quant_param
 }  // namespace qconf::conf

@@ -12,7 +12,7 @@
 #include "scales_cases.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_npu_trans_quant_param_decode {
 
 using namespace scales;
 
@@ -181,5 +181,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_npu_trans_quant_param_decode
 }  // namespace qconf::conf

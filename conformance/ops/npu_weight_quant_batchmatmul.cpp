@@ -18,7 +18,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_npu_weight_quant_batchmatmul {
 
 constexpr const char* kOp = "npu_weight_quant_batchmatmul";
 
@@ -497,5 +497,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_npu_weight_quant_batchmatmul
 }  // namespace qconf::conf

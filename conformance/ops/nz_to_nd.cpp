@@ -6,7 +6,7 @@
 #include "nz_vectors.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_nz_to_nd {
 
 using namespace nz_vectors;  // NOLINT
 
@@ -252,5 +252,5 @@ OpDef make_nz_to_nd() {
 
 QCONF_REGISTER_OP(make_nz_to_nd);
 
-}  // namespace
+}  // namespace conformance_ops_nz_to_nd
 }  // namespace qconf::conf

@@ -10,7 +10,7 @@
 #include "scales_cases.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_scale_from_float_to_int64 {
 
 using namespace scales;
 
@@ -153,5 +153,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_scale_from_float_to_int64
 }  // namespace qconf::conf

@@ -12,7 +12,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_vllm_ascend_pack_int4_to_int32 {
 
 constexpr const char* kOp = "vllm_ascend_pack_int4_to_int32";
 
@@ -215,5 +215,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_vllm_ascend_pack_int4_to_int32
 }  // namespace qconf::conf

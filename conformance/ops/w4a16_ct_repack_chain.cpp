@@ -9,7 +9,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_w4a16_ct_repack_chain {
 
 constexpr const char* kOp = "w4a16_ct_repack_chain";
 
@@ -146,5 +146,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_w4a16_ct_repack_chain
 }  // namespace qconf::conf

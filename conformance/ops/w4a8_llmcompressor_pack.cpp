@@ -8,7 +8,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_w4a8_llmcompressor_pack {
 
 constexpr const char* kOp = "w4a8_llmcompressor_pack";
 
@@ -144,5 +144,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_w4a8_llmcompressor_pack
 }  // namespace qconf::conf

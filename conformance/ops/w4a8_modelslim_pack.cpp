@@ -8,7 +8,7 @@
 #include "qconf/rng/philox.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_w4a8_modelslim_pack {
 
 constexpr const char* kOp = "w4a8_modelslim_pack";
 
@@ -163,5 +163,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_w4a8_modelslim_pack
 }  // namespace qconf::conf

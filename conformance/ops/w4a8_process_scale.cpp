@@ -11,7 +11,7 @@
 #include "scales_cases.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_w4a8_process_scale {
 
 using namespace scales;
 
@@ -240,5 +240,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_w4a8_process_scale
 }  // namespace qconf::conf

@@ -12,7 +12,7 @@
 #include "scales_cases.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_w4a8_scale_bias {
 
 using namespace scales;
 
@@ -221,5 +221,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_w4a8_scale_bias
 }  // namespace qconf::conf

@@ -10,7 +10,7 @@
 #include "scales_cases.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_w4a8_scale_bias_rank_sum {
 
 using namespace scales;
 
@@ -154,5 +154,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_w4a8_scale_bias_rank_sum
 }  // namespace qconf::conf

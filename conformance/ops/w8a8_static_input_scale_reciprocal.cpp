@@ -11,7 +11,7 @@
 #include "scales_cases.h"
 
 namespace qconf::conf {
-namespace {
+namespace conformance_ops_w8a8_static_input_scale_reciprocal {
 
 using namespace scales;
 
@@ -142,5 +142,5 @@ OpDef make() {
 
 QCONF_REGISTER_OP(make);
 
-}  // namespace
+}  // namespace conformance_ops_w8a8_static_input_scale_reciprocal
 }  // namespace qconf::conf
