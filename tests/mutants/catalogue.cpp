@@ -1,0 +1,1127 @@
+// The mutation catalogue: see catalogue.h. Each entry is a realistic bug in one step of an op.
+//
+// How a mutant is built, in order of preference:
+//   * a re-implementation of the op (or of its last steps, on the optimized kernel's earlier
+//     stages) with the one buggy step, next to a correct re-implementation ("port") that the
+//     legitimate-variation test proves passes every case: so each failure is the bug's;
+//   * the optimized kernel called with the reading a real port hard-codes (variant forcing);
+//   * the optimized kernel fed the tensor a wrong index computation reads (transposed or shifted
+//     scales): bit-for-bit what the buggy kernel computes.
+// To add a mutant: append one {id, op, bug, catching case, kernel} to catalogue() below.
+#include "catalogue.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+
+#include "qconf/numeric/float_format.h"
+#include "qconf/numeric/fp_ops.h"
+#include "qconf/numeric/rounding.h"
+#include "qconf/ops/dynamic_quant.h"
+#include "qconf/ops/int4pack.h"
+#include "qconf/ops/nz.h"
+#include "qconf/ops/packing.h"
+#include "qconf/ops/quant_matmul.h"
+#include "qconf/ops/quantize.h"
+#include "qconf/ops/scales.h"
+#include "qconf/ops/weight_quant_bmm.h"
+
+namespace qconf::mutants {
+namespace {
+
+using conf::Kernel;
+using conf::param_int;
+using conf::param_str;
+using conf::Params;
+using num::kF32;
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+Kernel optimized(const std::string& op) {
+  const conf::OpDef* d = conf::OpRegistry::instance().find(op);
+  if (!d || !d->optimized)
+    throw std::logic_error("mutant catalogue: no optimized kernel for " + op);
+  return d->optimized;
+}
+
+// The optimized kernel with a param forced: a port that hard-codes one reading.
+Kernel with_param(const std::string& op, const std::string& key, const std::string& value) {
+  Kernel k = optimized(op);
+  return [k, key, value](const Params& p, const TensorMap& in, TensorMap& out) {
+    Params q = p;
+    q[key] = value;
+    k(q, in, out);
+  };
+}
+
+// The optimized kernel, then `fix` re-computes some outputs (the buggy last step).
+Kernel then(const std::string& op,
+            std::function<void(const Params&, const TensorMap&, TensorMap&)> step) {
+  Kernel k = optimized(op);
+  return [k, step](const Params& p, const TensorMap& in, TensorMap& out) {
+    k(p, in, out);
+    step(p, in, out);
+  };
+}
+
+const Tensor* opt_in(const TensorMap& in, const char* name) {
+  auto it = in.find(name);
+  return it == in.end() ? nullptr : &it->second;
+}
+
+const num::FloatFormat& fmt(DType t) {
+  return t == DType::kF16 ? num::kF16 : (t == DType::kBF16 ? num::kBF16 : num::kF32);
+}
+// Element i of a float tensor widened to fp32 bits (exact).
+uint32_t f32_at(const Tensor& t, int64_t i) {
+  return t.dtype() == DType::kF32
+             ? static_cast<uint32_t>(t.bits_at(i))
+             : static_cast<uint32_t>(num::convert(fmt(t.dtype()), t.bits_at(i), kF32));
+}
+float fval(uint32_t bits) { return num::f32_from_bits(bits); }
+uint32_t fbits(float v) { return num::f32_bits(v); }
+uint32_t fmul(uint32_t a, uint32_t b) { return static_cast<uint32_t>(num::fp_mul(kF32, a, b)); }
+uint32_t fdiv(uint32_t a, uint32_t b) { return static_cast<uint32_t>(num::fp_div(kF32, a, b)); }
+uint32_t fadd(uint32_t a, uint32_t b) { return static_cast<uint32_t>(num::fp_add(kF32, a, b)); }
+uint32_t fsub(uint32_t a, uint32_t b) { return static_cast<uint32_t>(num::fp_sub(kF32, a, b)); }
+
+// Values of an int tensor as int64.
+std::vector<int64_t> ints(const Tensor& t) {
+  std::vector<int64_t> v(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) v[static_cast<size_t>(i)] = t.int_at(i);
+  return v;
+}
+
+// ---- int4 word assembly (npu_convert_weight_to_int4pack and the packers built on it) ---------
+
+enum class PackBug {
+  kNone,
+  kNibbleSwap,
+  kOffsetBinary,
+  kClamp,
+  kNoMask,
+  kBigEndian,
+  kTailOffByOne
+};
+
+// Packs rows of `n` values (n % 8 == 0) into n/8 words, as the NPU layout wants, with one bug.
+// kTailOffByOne: a vector loop of 16 words per iteration and a scalar tail loop whose bound is
+// off by one (the last word of a row whose word count is not a multiple of 16 is never written).
+Tensor pack_npu_int4(const std::vector<int64_t>& v, Shape shape, PackBug bug) {
+  const int64_t n = shape.back(), words = n / 8, rows = n ? static_cast<int64_t>(v.size()) / n : 0;
+  shape.back() = words;
+  Tensor out(DType::kI32, shape);
+  int32_t* o = out.data<int32_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t vec_end = words / 16 * 16;
+    const int64_t end = bug == PackBug::kTailOffByOne && vec_end != words ? words - 1 : words;
+    for (int64_t j = 0; j < end; ++j) {
+      uint32_t w = 0;
+      for (int t = 0; t < 8; ++t) {
+        const int src = bug == PackBug::kNibbleSwap ? (t ^ 1) : t;
+        int64_t x = v[static_cast<size_t>(r * n + 8 * j + src)];
+        uint32_t nib;
+        switch (bug) {
+          case PackBug::kOffsetBinary:
+            nib = static_cast<uint32_t>(x + 8) & 0xFu;
+            break;
+          case PackBug::kClamp:
+            nib = static_cast<uint32_t>(std::clamp<int64_t>(x, -8, 7)) & 0xFu;
+            break;
+          case PackBug::kNoMask:  // sign-extended value OR-ed in: negative values smear upward
+            w |= static_cast<uint32_t>(static_cast<int32_t>(x) << (4 * t));
+            continue;
+          default:
+            nib = static_cast<uint32_t>(x) & 0xFu;
+        }
+        const int slot = bug == PackBug::kBigEndian ? ((3 - t / 2) * 2 + t % 2) : t;
+        w |= nib << (4 * slot);
+      }
+      o[r * words + j] = static_cast<int32_t>(w);
+    }
+  }
+  return out;
+}
+
+Kernel int4pack_mutant(PackBug bug) {
+  return [bug](const Params&, const TensorMap& in, TensorMap& out) {
+    const Tensor& w = in.at("weight");
+    out["packed"] = pack_npu_int4(ints(w), w.shape(), bug);
+  };
+}
+
+// ---- vllm_ascend_pack_int4_to_int32: clamp, offset binary, LSB first -------------------------
+enum class VllmPackBug { kNone, kTwosComplement, kWrapNotClamp, kInt8CastFirst };
+Kernel vllm_pack_mutant(VllmPackBug bug) {
+  return [bug](const Params&, const TensorMap& in, TensorMap& out) {
+    const Tensor& w = in.at("weight");
+    std::vector<int64_t> v = ints(w);
+    for (int64_t& x : v) {
+      if (bug == VllmPackBug::kInt8CastFirst) x = static_cast<int8_t>(x);  // .to(int8) first
+      if (bug != VllmPackBug::kWrapNotClamp) x = std::clamp<int64_t>(x, -8, 7);
+    }
+    out["packed"] = pack_npu_int4(
+        v, w.shape(),
+        bug == VllmPackBug::kTwosComplement ? PackBug::kNone : PackBug::kOffsetBinary);
+  };
+}
+
+// ---- compressed-tensors pack / unpack --------------------------------------------------------
+enum class CtBug { kNone, kOrNotSum, kPadWithValueZero, kFieldTwosComplement, kDimIgnored };
+Kernel ct_pack_mutant(CtBug bug) {
+  return [bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    const Tensor& v = in.at("value");
+    const int b = static_cast<int>(param_int(p, "num_bits", 4));
+    const int dim = static_cast<int>(param_int(p, "packed_dim", 1));
+    const int64_t rows = v.dim(0), cols = v.dim(1), pf = 32 / b;
+    const int64_t prow = dim == 0 ? (rows + pf - 1) / pf : rows;
+    const int64_t pcol = dim == 1 ? (cols + pf - 1) / pf : cols;
+    Tensor o(DType::kI32, {prow, pcol});
+    const uint32_t pad = bug == CtBug::kPadWithValueZero ? (1u << (b - 1)) : 0u;
+    for (int64_t r = 0; r < prow; ++r)
+      for (int64_t c = 0; c < pcol; ++c) {
+        uint32_t w = 0;
+        for (int64_t i = 0; i < pf; ++i) {
+          const int64_t rr = dim == 0 ? r * pf + i : r, cc = dim == 1 ? c * pf + i : c;
+          uint32_t u = pad;
+          if (rr < rows && cc < cols)
+            u = static_cast<uint8_t>(v.data<int8_t>()[rr * cols + cc] + (1 << (b - 1)));
+          if (bug == CtBug::kOrNotSum)
+            w |= (u & ((1u << b) - 1)) << (b * i);
+          else
+            w += u << (b * i);
+        }
+        o.data<int32_t>()[r * pcol + c] = static_cast<int32_t>(w);
+      }
+    out["packed"] = o;
+  };
+}
+Kernel ct_unpack_mutant(CtBug bug) {
+  return [bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    const Tensor& pk = in.at("packed");
+    const std::vector<int64_t> ws = ints(in.at("weight_shape"));
+    const int b = static_cast<int>(param_int(p, "num_bits", 4));
+    int dim = static_cast<int>(param_int(p, "packed_dim", 1));
+    if (bug == CtBug::kDimIgnored) dim = 1;
+    const int64_t rows = ws[0], cols = ws[1], pf = 32 / b, pcols = pk.dim(1);
+    Tensor o(DType::kI8, {rows, cols});
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        const int64_t pr = dim == 0 ? r / pf : r, pc = dim == 1 ? c / pf : c;
+        const int64_t i = dim == 0 ? r % pf : c % pf;
+        if (pr >= pk.dim(0) || pc >= pcols) continue;
+        const uint32_t w = static_cast<uint32_t>(pk.data<int32_t>()[pr * pcols + pc]);
+        const int32_t f = static_cast<int32_t>((w >> (b * i)) & ((1u << b) - 1));
+        const int32_t val = bug == CtBug::kFieldTwosComplement
+                                ? (f >= (1 << (b - 1)) ? f - (1 << b) : f)
+                                : f - (1 << (b - 1));
+        o.data<int8_t>()[r * cols + c] = static_cast<int8_t>(val);
+      }
+    out["unpacked"] = o;
+  };
+}
+
+// ---- W4A8 MoE packers --------------------------------------------------------------------------
+// LLM-Compressor: int8 [E, N, K] -> transpose -> pairs (w[2j+1] << 4 | w[2j] & 0xF) -> view int32.
+Kernel llmcompressor_pair_swapped() {
+  return [](const Params&, const TensorMap& in, TensorMap& out) {
+    const Tensor& w = in.at("weight");
+    const int64_t e = w.dim(0), n = w.dim(1), k = w.dim(2);
+    Tensor o(DType::kI32, {e, k, n / 8});
+    uint8_t* bytes = reinterpret_cast<uint8_t*>(o.data<int32_t>());
+    for (int64_t x = 0; x < e; ++x)
+      for (int64_t kk = 0; kk < k; ++kk)
+        for (int64_t j = 0; j < n / 2; ++j) {
+          const int8_t lo = w.data<int8_t>()[(x * n + 2 * j) * k + kk];
+          const int8_t hi = w.data<int8_t>()[(x * n + 2 * j + 1) * k + kk];
+          // Bug: the even column goes to the high nibble.
+          bytes[(x * k + kk) * (n / 2) + j] = static_cast<uint8_t>((lo << 4) | (hi & 0xF));
+        }
+    out["packed"] = o;
+  };
+}
+// msModelSlim: int8 [E, N/2, K] -> transpose(1, 2) -> view int32. Bug: reshape, not transpose.
+Kernel modelslim_reshape_not_transpose() {
+  return [](const Params&, const TensorMap& in, TensorMap& out) {
+    const Tensor& w = in.at("weight");
+    const int64_t e = w.dim(0), a = w.dim(1), k = w.dim(2);
+    Tensor o(DType::kI32, {e, k, a / 4});
+    std::memcpy(o.bytes(), w.bytes(), w.nbytes());
+    out["packed"] = o;
+  };
+}
+// W4A16 chain: unpack (offset binary) -> transpose -> NPU int4pack. Bug: the -8 of the unpack
+// is skipped (fields 0..15 fed to the NPU packer).
+Kernel w4a16_offset_not_removed() {
+  return [](const Params&, const TensorMap& in, TensorMap& out) {
+    const Tensor& pk = in.at("weight_packed");
+    const int64_t e = pk.dim(0), n = pk.dim(1), kw = pk.dim(2), k = kw * 8;
+    std::vector<int64_t> t(static_cast<size_t>(e * k * n));
+    for (int64_t x = 0; x < e; ++x)
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < k; ++c) {
+          const uint32_t w = static_cast<uint32_t>(pk.data<int32_t>()[(x * n + r) * kw + c / 8]);
+          t[static_cast<size_t>((x * k + c) * n + r)] = (w >> (4 * (c % 8))) & 0xF;
+        }
+    out["packed"] = pack_npu_int4(t, {e, k, n}, PackBug::kNone);
+  };
+}
+
+// ---- scale bit conversions ---------------------------------------------------------------------
+Kernel scale_int64_zero_extended() {
+  return [](const Params&, const TensorMap& in, TensorMap& out) {
+    const Tensor f = ref::widen_scale_to_fp32(in.at("scale"));
+    Tensor o(DType::kI64, f.shape());
+    opt::fp32_bits_to_int64_zero_extended(f.data<uint32_t>(), o.data<int64_t>(), f.numel());
+    out["scale_int64"] = o;
+  };
+}
+Kernel process_scale_sign_extended() {
+  return then("w4a8_process_scale", [](const Params&, const TensorMap&, TensorMap& out) {
+    Tensor& t = out.at("scale_int64");
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.data<int64_t>()[i] = static_cast<int32_t>(static_cast<uint32_t>(t.data<int64_t>()[i]));
+  });
+}
+
+// npu_trans_quant_param: re-encodes the word's fields with a buggy step.
+enum class TqpBug { kScaleNotTruncated, kScaleRne, kOffsetWraps, kOffsetHalfAway };
+Kernel trans_quant_param_mutant(TqpBug bug) {
+  return then("npu_trans_quant_param", [bug](const Params&, const TensorMap& in, TensorMap& out) {
+    const Tensor& scale = in.at("scale");
+    const Tensor* offset = opt_in(in, "offset");
+    Tensor& qp = out.at("quant_param");
+    for (int64_t i = 0; i < qp.numel(); ++i) {
+      uint64_t w = static_cast<uint64_t>(qp.data<int64_t>()[i]);
+      if (bug == TqpBug::kScaleNotTruncated || bug == TqpBug::kScaleRne) {
+        if (!(w & kQuantParamFlag)) continue;
+        const uint32_t s = scale.data<uint32_t>()[scale.numel() == 1 ? 0 : i];
+        const uint32_t field = bug == TqpBug::kScaleRne ? num::fp32_bits_rne_to_fp19(s) : s;
+        w = (w & ~uint64_t{0xFFFFFFFFu}) | field;
+      } else {
+        if (!offset) continue;
+        const uint32_t o = offset->data<uint32_t>()[offset->numel() == 1 ? 0 : i];
+        const int64_t r = num::float_to_int(
+            kF32, o, bug == TqpBug::kOffsetHalfAway ? num::Round::kRound : num::Round::kRint, 32);
+        const int64_t off9 = bug == TqpBug::kOffsetWraps ? r : std::clamp<int64_t>(r, -256, 255);
+        w = (w & ~(kQuantParamOffsetMask << kQuantParamOffsetShift)) |
+            ((static_cast<uint64_t>(off9) & kQuantParamOffsetMask) << kQuantParamOffsetShift);
+      }
+      qp.data<int64_t>()[i] = static_cast<int64_t>(w);
+    }
+  });
+}
+Kernel decode_offset_zero_extended() {
+  return then("npu_trans_quant_param_decode", [](const Params&, const TensorMap& in,
+                                                 TensorMap& out) {
+    const Tensor& qp = in.at("quant_param");
+    for (int64_t i = 0; i < qp.numel(); ++i)
+      out.at("offset").data<int32_t>()[i] =
+          static_cast<int32_t>((qp.bits_at(i) >> kQuantParamOffsetShift) & kQuantParamOffsetMask);
+  });
+}
+Kernel decode_scale_not_masked() {
+  return then(
+      "npu_trans_quant_param_decode", [](const Params&, const TensorMap& in, TensorMap& out) {
+        const Tensor& qp = in.at("quant_param");
+        for (int64_t i = 0; i < qp.numel(); ++i)
+          out.at("dequant_scale").data<uint32_t>()[i] = static_cast<uint32_t>(qp.bits_at(i));
+      });
+}
+
+// load_scale_to_params_dtype: fp32 -> bf16/fp16 with a wrong rounding.
+enum class NarrowBug { kTruncate, kHalfUp };
+Kernel load_scale_mutant(NarrowBug bug) {
+  return [bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    const Tensor& s = in.at("scale");
+    const DType pdt =
+        parse_params_dtype("load_scale_to_params_dtype", param_str(p, "params_dtype", "bfloat16"));
+    Tensor o(pdt, s.shape());
+    for (int64_t i = 0; i < s.numel(); ++i) {
+      const uint32_t b = s.data<uint32_t>()[i];
+      uint16_t r;
+      if (pdt == DType::kBF16 && !num::is_nan(kF32, b))
+        r = static_cast<uint16_t>((bug == NarrowBug::kHalfUp ? b + 0x8000u : b) >> 16);
+      else
+        r = static_cast<uint16_t>(
+            num::convert(kF32, b, fmt(pdt),
+                         bug == NarrowBug::kHalfUp ? num::Round::kRound : num::Round::kTrunc));
+      o.data<uint16_t>()[i] = r;
+    }
+    out["scale"] = o;
+  };
+}
+
+// ---- w4a8_scale_bias and its rank sum: fp32 sums whose order is open ---------------------------
+using SumOrder = std::function<uint32_t(const std::vector<uint32_t>&)>;
+uint32_t sum_forward(const std::vector<uint32_t>& t) {
+  uint32_t s = t[0];
+  for (size_t i = 1; i < t.size(); ++i) s = fbits(fval(s) + fval(t[i]));
+  return s;
+}
+uint32_t sum_backward(const std::vector<uint32_t>& t) {
+  uint32_t s = t.back();
+  for (size_t i = t.size() - 1; i-- > 0;) s = fbits(fval(s) + fval(t[i]));
+  return s;
+}
+float pairwise_f(const uint32_t* t, size_t n) {
+  if (n == 1) return fval(t[0]);
+  return pairwise_f(t, n / 2) + pairwise_f(t + n / 2, n - n / 2);
+}
+uint32_t sum_pairwise(const std::vector<uint32_t>& t) {
+  return fbits(pairwise_f(t.data(), t.size()));
+}
+uint32_t sum_blocked(const std::vector<uint32_t>& t, size_t b) {
+  float total = 0;
+  for (size_t i = 0; i < t.size(); i += b) {
+    float part = 0;
+    for (size_t j = i; j < std::min(t.size(), i + b); ++j) part = part + fval(t[j]);
+    total = i == 0 ? part : total + part;
+  }
+  return fbits(total);
+}
+// Bug: every partial sum rounded to bf16 (a bf16 accumulator register).
+uint32_t sum_in_bf16(const std::vector<uint32_t>& t) {
+  float s = 0;
+  for (uint32_t v : t) s = num::bf16_to_f32(num::f32_to_bf16(s + fval(v)));
+  return fbits(s);
+}
+
+enum class SbBug { kNone, kNoFactor8, kGroupModulo, kZeroExtendedInt4 };
+Kernel scale_bias_port(SbBug bug, SumOrder order) {
+  return [bug, order](const Params&, const TensorMap& in, TensorMap& out) {
+    const Tensor& w = in.at("weight");
+    const Tensor& sc = in.at("scale");
+    const Tensor* pgs = opt_in(in, "per_group_scale");
+    const int64_t e = w.dim(0), k = w.dim(1), n = w.dim(2);
+    const int64_t g = pgs ? pgs->dim(1) : 1, kg = k / g;
+    Tensor o(DType::kF32, {e, n});
+    std::vector<uint32_t> terms(static_cast<size_t>(k));
+    for (int64_t x = 0; x < e; ++x)
+      for (int64_t j = 0; j < n; ++j) {
+        const uint32_t s = f32_at(sc, x * n + j);
+        for (int64_t kk = 0; kk < k; ++kk) {
+          int32_t wv = w.data<int8_t>()[(x * k + kk) * n + j];
+          if (bug == SbBug::kZeroExtendedInt4) wv &= 0xF;
+          uint32_t wh = fbits(static_cast<float>(wv));
+          if (pgs) {
+            const int64_t grp = bug == SbBug::kGroupModulo ? kk % g : kk / kg;
+            wh = fmul(wh, f32_at(*pgs, (x * g + grp) * n + j));
+          }
+          terms[static_cast<size_t>(kk)] = fmul(wh, s);
+        }
+        const uint32_t acc = order(terms);
+        o.data<uint32_t>()[x * n + j] = bug == SbBug::kNoFactor8 ? acc : fmul(fbits(8.0f), acc);
+      }
+    out["scale_bias"] = o;
+  };
+}
+Kernel rank_sum_port(SumOrder order, bool first_column_only) {
+  return [order, first_column_only](const Params&, const TensorMap& in, TensorMap& out) {
+    const Tensor& sb = in.at("scale_bias");
+    const int64_t rows = sb.dim(0) * sb.dim(1), c = sb.dim(2);
+    Tensor o(DType::kF32, {sb.dim(0), sb.dim(1)});
+    for (int64_t r = 0; r < rows; ++r) {
+      std::vector<uint32_t> t(sb.data<uint32_t>() + r * c,
+                              sb.data<uint32_t>() + r * c + (first_column_only ? 1 : c));
+      o.data<uint32_t>()[r] = order(t);
+    }
+    out["scale_bias_sum"] = o;
+  };
+}
+
+// ---- npu_dynamic_quant: a scalar port with selectable bugs -------------------------------------
+enum class DqBug { kNone, kAmaxNoAbs, kSmoothAfterAmax, kAmaxTailDropped, kGroupOffByOne };
+Kernel dynamic_quant_port(DqBug bug) {
+  return [bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    const Tensor& x = in.at("x");
+    const Tensor* smooth = opt_in(in, "smooth_scales");
+    const Tensor* gi = opt_in(in, "group_index");
+    const DynQuantFormula formula =
+        parse_dyn_quant_formula(param_str(p, "formula", "mul_reciprocal"));
+    const num::Round rounding = num::parse_round(param_str(p, "rounding", "rint"));
+    const bool int4 = param_str(p, "dst_type", "int8") != "int8";
+    const int bits = int4 ? 4 : 8;
+    const uint32_t qmax = fbits(int4 ? 7.0f : 127.0f);
+    const int64_t h = x.dim(-1), rows = x.numel() / h;
+    Tensor codes(DType::kI8, x.shape());
+    Shape rs(x.shape().begin(), x.shape().end() - 1);
+    Tensor scale(DType::kF32, rs);
+    std::vector<uint32_t> row(static_cast<size_t>(h)), raw(static_cast<size_t>(h));
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t g = 0;
+      if (gi) {
+        const int32_t* e = gi->data<int32_t>();
+        g = gi->numel() - 1;
+        for (int64_t q = 0; q < gi->numel(); ++q)
+          if (bug == DqBug::kGroupOffByOne ? r <= e[q] : r < e[q]) {
+            g = q;
+            break;
+          }
+      }
+      for (int64_t i = 0; i < h; ++i) {
+        raw[static_cast<size_t>(i)] = f32_at(x, r * h + i);
+        row[static_cast<size_t>(i)] =
+            smooth ? fmul(raw[static_cast<size_t>(i)], f32_at(*smooth, g * h + i))
+                   : raw[static_cast<size_t>(i)];
+      }
+      // amax over the row. kAmaxTailDropped: 32 lanes per iteration, the h % 32 tail skipped.
+      const std::vector<uint32_t>& src = bug == DqBug::kSmoothAfterAmax ? raw : row;
+      const int64_t end = bug == DqBug::kAmaxTailDropped && h > 32 ? h / 32 * 32 : h;
+      uint64_t m = 0;
+      for (int64_t i = 0; i < end; ++i) {
+        const uint32_t v = src[static_cast<size_t>(i)];
+        m = num::fp_max_propagate_nan(kF32, m, bug == DqBug::kAmaxNoAbs ? v : num::fp_abs(kF32, v));
+      }
+      const uint32_t amax = static_cast<uint32_t>(m);
+      uint32_t* sc = scale.data<uint32_t>() + r;
+      int8_t* c = codes.data<int8_t>() + r * h;
+      if (formula == DynQuantFormula::kDivScale) {
+        *sc = fdiv(amax, qmax);
+        for (int64_t i = 0; i < h; ++i)
+          c[i] = static_cast<int8_t>(
+              num::float_to_int(kF32, fdiv(row[static_cast<size_t>(i)], *sc), rounding, bits));
+        continue;
+      }
+      const uint32_t mult = fdiv(qmax, amax);
+      for (int64_t i = 0; i < h; ++i)
+        c[i] = static_cast<int8_t>(
+            num::float_to_int(kF32, fmul(row[static_cast<size_t>(i)], mult), rounding, bits));
+      *sc = formula == DynQuantFormula::kMulReciprocal ? fdiv(fbits(1.0f), mult)
+                                                       : fmul(amax, fdiv(fbits(1.0f), qmax));
+    }
+    if (!int4) {
+      out["y"] = codes;
+    } else {
+      std::vector<int64_t> v(static_cast<size_t>(codes.numel()));
+      for (int64_t i = 0; i < codes.numel(); ++i)
+        v[static_cast<size_t>(i)] = codes.data<int8_t>()[i];
+      out["y"] = pack_npu_int4(v, x.shape(), PackBug::kNone);
+    }
+    out["scale"] = scale;
+  };
+}
+
+// ---- npu_dynamic_quant_asymmetric --------------------------------------------------------------
+enum class AsymBug { kNone, kOffsetSign, kNoEps };
+Kernel asym_port(AsymBug bug) {
+  return [bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    const Tensor& x = in.at("x");
+    const Tensor* smooth = opt_in(in, "smooth_scales");
+    const Tensor* gi = opt_in(in, "group_index");
+    const bool int4 = param_str(p, "dst_type", "int8") != "int8";
+    const int bits = int4 ? 4 : 8;
+    const uint32_t span = fbits(int4 ? 15.0f : 255.0f), dst_max = fbits(int4 ? 7.0f : 127.0f);
+    const int64_t h = x.dim(-1), rows = x.numel() / h;
+    Shape rs(x.shape().begin(), x.shape().end() - 1);
+    Tensor scale(DType::kF32, rs), offset(DType::kF32, rs);
+    std::vector<int64_t> codes(static_cast<size_t>(x.numel()));
+    std::vector<uint32_t> row(static_cast<size_t>(h));
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t g = smooth_group_of_row(gi, r);
+      for (int64_t i = 0; i < h; ++i)
+        row[static_cast<size_t>(i)] =
+            smooth ? fmul(f32_at(x, r * h + i), f32_at(*smooth, g * h + i)) : f32_at(x, r * h + i);
+      uint64_t hi = row[0], lo = row[0];
+      for (int64_t i = 1; i < h; ++i) {
+        hi = num::fp_max_propagate_nan(kF32, hi, row[static_cast<size_t>(i)]);
+        lo = num::fp_min_propagate_nan(kF32, lo, row[static_cast<size_t>(i)]);
+      }
+      uint64_t sc = num::fp_div(kF32, num::fp_sub(kF32, hi, lo), span);
+      if (bug != AsymBug::kNoEps) sc = num::fp_max_propagate_nan(kF32, sc, fbits(1e-12f));
+      const uint32_t hs = fdiv(static_cast<uint32_t>(hi), static_cast<uint32_t>(sc));
+      const uint32_t off = bug == AsymBug::kOffsetSign ? fsub(hs, dst_max) : fsub(dst_max, hs);
+      scale.data<uint32_t>()[r] = static_cast<uint32_t>(sc);
+      offset.data<uint32_t>()[r] = off;
+      const uint32_t inv = fdiv(fbits(1.0f), static_cast<uint32_t>(sc));
+      for (int64_t i = 0; i < h; ++i)
+        codes[static_cast<size_t>(r * h + i)] = num::float_to_int(
+            kF32, fadd(fmul(row[static_cast<size_t>(i)], inv), off), num::Round::kRint, bits);
+    }
+    if (!int4) {
+      Tensor y(DType::kI8, x.shape());
+      for (size_t i = 0; i < codes.size(); ++i) y.data<int8_t>()[i] = static_cast<int8_t>(codes[i]);
+      out["y"] = y;
+    } else {
+      out["y"] = pack_npu_int4(codes, x.shape(), PackBug::kNone);
+    }
+    out["scale"] = scale;
+    out["offset"] = offset;
+  };
+}
+
+// ---- npu_quantize: the int8 cast without saturation --------------------------------------------
+Kernel quantize_no_saturation() {
+  return then("npu_quantize", [](const Params& p, const TensorMap&, TensorMap& out) {
+    if (param_str(p, "dtype", "qint8") != "qint8") return;
+    const Tensor& v = out.at("value");
+    Tensor& y = out.at("y");
+    for (int64_t i = 0; i < v.numel(); ++i)  // int32 -> int8 by truncation (wraps)
+      y.data<int8_t>()[i] = static_cast<int8_t>(
+          num::wrap_to_bits(num::float_to_int(kF32, v.bits_at(i), num::Round::kRint, 32), 8));
+  });
+}
+// npu_quantize_quint4x2 compiled with FP contraction: x*s + o as one FMA.
+Kernel quint4x2_fma() {
+  return [](const Params& p, const TensorMap& in, TensorMap& out) {
+    const int axis = static_cast<int>(param_int(p, "axis", -1));
+    const Int4Overflow ov = parse_int4_overflow(param_str(p, "int4_overflow", "saturate"));
+    const Tensor scaled = ref::npu_quantize_scaled(in.at("x"), in.at("scales"),
+                                                   opt_in(in, "zero_points"), axis, true);
+    const Tensor v = ref::npu_quantize_int4_values(scaled, ov);
+    std::vector<int64_t> c(static_cast<size_t>(v.numel()));
+    for (int64_t i = 0; i < v.numel(); ++i) c[static_cast<size_t>(i)] = v.data<int8_t>()[i];
+    out["packed"] = pack_npu_int4(c, v.shape(), PackBug::kNone);
+  };
+}
+
+// ---- NZ layouts --------------------------------------------------------------------------------
+enum class NzBug { kNone, kN0Halved, kPaddingNotZeroed };
+Kernel nd_to_nz_mutant(NzBug bug) {
+  return [bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    const Tensor& nd = in.at("nd");
+    const std::string op = "nd_to_nz";
+    const NzLayout l = nz_layout(parse_nz_dtype(op, param_str(p, "dtype", "")),
+                                 parse_fp32_nz_c0(op, param_str(p, "fp32_c0", "torch_npu_16")));
+    const Tensor good = opt::nd_to_nz(nd, l);  // only for the storage shape
+    Tensor o(good.dtype(), good.shape());
+    const size_t sz = dtype_size(nd.dtype());
+    if (bug == NzBug::kPaddingNotZeroed) std::memset(o.bytes(), 0x5A, o.nbytes());
+    const int64_t m = nd.dim(-2), n = nd.dim(-1), m1 = (m + 15) / 16;
+    const int64_t n0 = bug == NzBug::kN0Halved && l.dtype == NzDtype::kInt8 ? 16 : l.n0;
+    const int64_t batches = m * n != 0 ? nd.numel() / (m * n) : 0;
+    const int64_t per_batch = o.numel() / std::max<int64_t>(batches, 1);
+    for (int64_t b = 0; b < batches; ++b)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          int64_t dst = ((j / n0 * m1 + i / 16) * 16 + i % 16) * n0 + j % n0;
+          if (dst >= per_batch) continue;  // a wrong n0 can index past the batch's block
+          dst += b * per_batch;
+          std::memcpy(o.bytes() + dst * sz, nd.bytes() + ((b * m + i) * n + j) * sz, sz);
+        }
+    out["nz"] = o;
+  };
+}
+// KV cache ND (blocks, block_size, heads, head_size) -> NZ (blocks, heads, head_size/32,
+// block_size, 32). Bug: the heads and head-chunk axes are swapped in the destination index.
+Kernel kv_nz_axes_swapped() {
+  return [](const Params&, const TensorMap& in, TensorMap& out) {
+    const Tensor& nd = in.at("cache_nd");
+    const int64_t nb = nd.dim(0), bs = nd.dim(1), nh = nd.dim(2), hs = nd.dim(3), c = hs / 32;
+    Tensor o(DType::kI8, {nb, nh, c, bs, 32});
+    for (int64_t b = 0; b < nb; ++b)
+      for (int64_t s = 0; s < bs; ++s)
+        for (int64_t hh = 0; hh < nh; ++hh)
+          for (int64_t d = 0; d < hs; ++d)
+            o.data<int8_t>()[(((b * c + d / 32) * nh + hh) * bs + s) * 32 + d % 32] =
+                nd.data<int8_t>()[((b * bs + s) * nh + hh) * hs + d];
+    out["cache_nz"] = o;
+  };
+}
+
+// ---- npu_weight_quant_batchmatmul: a port with an open summation order -------------------------
+using FloatOrder = std::function<float(const std::vector<float>&)>;
+float order_forward(const std::vector<float>& t) {
+  float s = 0;
+  for (float v : t) s = s + v;
+  return s;
+}
+float order_backward(const std::vector<float>& t) {
+  float s = 0;
+  for (size_t i = t.size(); i-- > 0;) s = s + t[i];
+  return s;
+}
+float pairwise_v(const float* t, size_t n) {
+  if (n == 0) return 0;
+  if (n == 1) return t[0];
+  return pairwise_v(t, n / 2) + pairwise_v(t + n / 2, n - n / 2);
+}
+float order_blocked16(const std::vector<float>& t) {
+  float total = 0;
+  for (size_t i = 0; i < t.size(); i += 16) {
+    float part = 0;
+    for (size_t j = i; j < std::min(t.size(), i + 16); ++j) part = part + t[j];
+    total = total + part;
+  }
+  return total;
+}
+
+enum class WqBug {
+  kNone,
+  kFp16Accumulation,    // the accumulator is an x-dtype register
+  kOffsetSubtracted,    // (w - offset) * scale
+  kGroupOffByOne,       // group of row k computed as (k + 1) / G
+  kTransposedScale,     // the [G, N] scale read as [N, G]
+  kRequantOffsetFirst,  // requant: (acc + quant_offset) * quant_scale
+  kInt4NibbleSwap,      // int4 weights unpacked high nibble first
+};
+Kernel wqbmm_port(WqBug bug, FloatOrder order, bool bias_first) {
+  return [=](const Params& p, const TensorMap& in, TensorMap& out) {
+    WqbmmArgs a;
+    a.x = &in.at("x");
+    a.weight = &in.at("weight");
+    a.antiquant_scale = &in.at("antiquant_scale");
+    a.antiquant_offset = opt_in(in, "antiquant_offset");
+    a.quant_scale = opt_in(in, "quant_scale");
+    a.quant_offset = opt_in(in, "quant_offset");
+    a.bias = opt_in(in, "bias");
+    WqbmmConfig cfg;
+    cfg.group_size = param_int(p, "group_size", 0);
+    cfg.requant = parse_wqbmm_requant(param_str(p, "requant", "fixpipe"));
+    cfg.antiquant = parse_wqbmm_antiquant(param_str(p, "antiquant", "x_dtype"));
+    const WqbmmShape s = check_wqbmm_inputs(a, cfg);
+    Tensor wv = ref::wqbmm_weight_values(*a.weight);
+    if (bug == WqBug::kInt4NibbleSwap && s.int4)
+      for (int64_t i = 0; i + 1 < wv.numel(); i += 2)
+        std::swap(wv.data<int8_t>()[i], wv.data<int8_t>()[i + 1]);
+    std::vector<float> w(static_cast<size_t>(s.k * s.n));
+    for (int64_t k = 0; k < s.k; ++k)
+      for (int64_t n = 0; n < s.n; ++n) {
+        int64_t idx = s.param_index(k, n);
+        if (s.mode == WqbmmScaleMode::kPerGroup) {
+          int64_t g = s.group_of(k);
+          if (bug == WqBug::kGroupOffByOne) g = std::min((k + 1) / s.group_size, s.groups - 1);
+          // Transposed: the kernel takes the [G, N] tensor for [N, G]: (n, g) at n * G + g.
+          idx = bug == WqBug::kTransposedScale ? n * s.groups + g : g * s.n + n;
+        }
+        uint16_t off = a.antiquant_offset ? a.antiquant_offset->data<uint16_t>()[idx] : 0;
+        if (bug == WqBug::kOffsetSubtracted) off ^= 0x8000;
+        const uint16_t bits = ref::wqbmm_antiquant(
+            s.xdt, wv.data<int8_t>()[k * s.n + n], a.antiquant_scale->data<uint16_t>()[idx],
+            a.antiquant_offset ? &off : nullptr, cfg.antiquant);
+        w[static_cast<size_t>(k * s.n + n)] =
+            fval(static_cast<uint32_t>(num::convert(fmt(s.xdt), bits, kF32)));
+      }
+    Tensor y(s.quant_out ? DType::kI8 : s.xdt, {s.m, s.n});
+    Tensor acc_stage(DType::kF32, {s.m, s.n});  // the bounded intermediate, checked too
+    std::vector<float> terms;
+    for (int64_t i = 0; i < s.m; ++i)
+      for (int64_t n = 0; n < s.n; ++n) {
+        terms.clear();
+        const float bias = a.bias ? fval(f32_at(*a.bias, n)) : 0.0f;
+        if (a.bias && bias_first) terms.push_back(bias);
+        for (int64_t k = 0; k < s.k; ++k)
+          terms.push_back(fval(f32_at(*a.x, i * s.k + k)) * w[static_cast<size_t>(k * s.n + n)]);
+        if (a.bias && !bias_first) terms.push_back(bias);
+        float acc;
+        if (bug == WqBug::kFp16Accumulation) {
+          acc = 0;
+          for (float t : terms)
+            acc = fval(static_cast<uint32_t>(
+                num::convert(fmt(s.xdt), num::convert(kF32, fbits(acc + t), fmt(s.xdt)), kF32)));
+        } else {
+          acc = order(terms);
+        }
+        const int64_t e = i * s.n + n;
+        acc_stage.data<float>()[e] = acc;
+        if (!s.quant_out) {
+          y.data<uint16_t>()[e] = static_cast<uint16_t>(num::convert(kF32, fbits(acc), fmt(s.xdt)));
+          continue;
+        }
+        const int64_t qi = a.quant_scale->numel() == 1 ? 0 : n;
+        const uint32_t qs = a.quant_scale->data<uint32_t>()[qi];
+        uint32_t qo = a.quant_offset ? a.quant_offset->data<uint32_t>()[qi] : 0;
+        uint32_t accb = fbits(acc);
+        if (bug == WqBug::kRequantOffsetFirst && a.quant_offset) {
+          accb = fadd(accb, qo);
+          qo = 0;
+        }
+        y.data<int8_t>()[e] =
+            ref::wqbmm_requant(accb, qs, a.quant_offset ? &qo : nullptr, cfg.requant);
+      }
+    out["acc"] = acc_stage;
+    out["y"] = y;
+  };
+}
+
+// ---- npu_quant_matmul: the optimized GEMM's int32 accumulator, then a port of the epilogue -----
+enum class QmmBug {
+  kNone,
+  kBiasBeforePertoken,   // + float bias, then * pertoken_scale
+  kInt32BiasAfterScale,  // the int32 bias added in fp32 after the dequant
+  kPertokenIgnored,      // pertoken_scale never applied
+  kInt8NoSaturation,     // s9 + offset cast to int8 by truncation
+};
+Kernel quant_matmul_port(QmmBug bug) {
+  Kernel k = optimized("npu_quant_matmul");
+  return [k, bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    TensorMap full;
+    k(p, in, full);
+    QuantMatmulConfig cfg;
+    cfg.output_dtype = parse_dtype(param_str(p, "output_dtype", "int8"));
+    cfg.opplugin_fp19 = param_str(p, "opplugin_fp19", "true") == "true";
+    cfg.fixpipe = parse_fixpipe_precision(param_str(p, "fixpipe_precision", "fp32"));
+    const Tensor* offset = opt_in(in, "offset");
+    const Tensor* pertoken = opt_in(in, "pertoken_scale");
+    const Tensor* bias = opt_in(in, "bias");
+    const QuantMatmulPlan plan =
+        plan_quant_matmul(in.at("x1"), in.at("x2"), in.at("scale"), offset, pertoken, bias, cfg);
+    const bool exact =
+        plan.path == QuantMatmulPath::kFixpipe && cfg.fixpipe == FixpipePrecision::kExact;
+    if (plan.path == QuantMatmulPath::kInt32Out || exact) {  // no fp32 epilogue to port
+      out["out"] = full.at("out");
+      return;
+    }
+    const QuantMatmulColumnParams col = quant_matmul_column_params(plan, in.at("scale"), offset);
+    const Tensor& acc = full.at("acc");
+    const DType odt = cfg.output_dtype;
+    Tensor o(odt, plan.out_shape);
+    for (int64_t e = 0; e < acc.numel(); ++e) {
+      const int64_t j = e % plan.n, i = (e / plan.n) % plan.m;
+      int32_t a = acc.data<int32_t>()[e];
+      uint32_t late_bias = 0;
+      bool add_late = false;
+      if (plan.bias_int32) {
+        if (bug == QmmBug::kInt32BiasAfterScale) {
+          late_bias = fbits(static_cast<float>(bias->data<int32_t>()[j]));
+          add_late = true;
+        } else {
+          a = static_cast<int32_t>(static_cast<uint32_t>(a) +
+                                   static_cast<uint32_t>(bias->data<int32_t>()[j]));
+        }
+      }
+      uint32_t v = fmul(fbits(static_cast<float>(a)), col.scale_bits[static_cast<size_t>(j)]);
+      if (add_late) v = fadd(v, late_bias);
+      const uint32_t fb = plan.bias_float ? f32_at(*bias, j) : 0;
+      if (plan.bias_float && bug == QmmBug::kBiasBeforePertoken) v = fadd(v, fb);
+      if (plan.has_pertoken && bug != QmmBug::kPertokenIgnored)
+        v = fmul(v, pertoken->data<uint32_t>()[i]);
+      if (plan.bias_float && bug != QmmBug::kBiasBeforePertoken) v = fadd(v, fb);
+      if (odt == DType::kF32) {
+        o.data<uint32_t>()[e] = v;
+      } else if (odt == DType::kF16 || odt == DType::kBF16) {
+        o.data<uint16_t>()[e] =
+            static_cast<uint16_t>(num::convert(kF32, v, fmt(odt), num::Round::kRint));
+      } else {
+        const int32_t s9 = static_cast<int32_t>(
+            std::clamp<int64_t>(num::float_to_int(kF32, v, num::Round::kRint, 32), -256, 255));
+        const int32_t r = s9 + col.offset9[static_cast<size_t>(j)];
+        o.data<int8_t>()[e] = bug == QmmBug::kInt8NoSaturation
+                                  ? static_cast<int8_t>(r)
+                                  : static_cast<int8_t>(std::clamp(r, -128, 127));
+      }
+    }
+    out["out"] = o;
+  };
+}
+
+// ---- index ops
+// -----------------------------------------------------------------------------------
+Kernel count_to_cumsum_exclusive() {
+  return then("group_list_convert", [](const Params& p, const TensorMap& in, TensorMap& out) {
+    if (param_str(p, "src", "cumsum") != "count" || param_str(p, "dst", "count") != "cumsum")
+      return;
+    const Tensor& g = in.at("group_list");
+    Tensor& o = out.at("group_list");
+    int64_t s = 0;
+    for (int64_t i = 0; i < g.numel(); ++i) {  // exclusive scan: the running sum before e
+      o.data<int64_t>()[i] = s;
+      s += g.data<int64_t>()[i];
+    }
+  });
+}
+Kernel expert_map_global_ids() {
+  return then("determine_expert_map", [](const Params& p, const TensorMap&, TensorMap& out) {
+    if (param_str(p, "strategy", "linear") != "round_robin") return;
+    Tensor& m = out.at("expert_map");
+    for (int64_t e = 0; e < m.numel(); ++e)
+      if (m.data<int32_t>()[e] >= 0) m.data<int32_t>()[e] = static_cast<int32_t>(e);
+  });
+}
+enum class EplbBug { kNone, kKMajorPosition, kNoPeriod };
+Kernel eplb_map_mutant(EplbBug bug) {
+  return [bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    const Tensor& ids = in.at("topk_ids");
+    const Tensor& l2p = in.at("logical_to_physical_map");
+    const Tensor& cnt = in.at("logical_replica_count");
+    const int64_t t_rows = ids.dim(0), k = ids.dim(1), reps = l2p.dim(1);
+    const int64_t rank = param_int(p, "ep_rank", 0);
+    const bool flat =
+        param_str(p, "replica_select", "ascend_routing_table") == "vllm_flat_position";
+    Tensor o(ids.dtype(), ids.shape());
+    for (int64_t t = 0; t < t_rows; ++t)
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t e = t * k + j, l = ids.int_at(e), c = std::max<int64_t>(cnt.int_at(l), 1);
+        int64_t slot;
+        if (flat)
+          slot = (bug == EplbBug::kKMajorPosition ? j * t_rows + t : e) % c;
+        else
+          slot = ((bug == EplbBug::kNoPeriod ? t : t % 1024) + rank + l) % c;
+        const int64_t phys = l2p.int_at(l * reps + slot);
+        if (o.dtype() == DType::kI32)
+          o.data<int32_t>()[e] = static_cast<int32_t>(phys);
+        else
+          o.data<int64_t>()[e] = phys;
+      }
+    out["physical_ids"] = o;
+  };
+}
+
+}  // namespace
+
+const std::vector<Mutant>& catalogue() {
+  static const std::vector<Mutant> v = [] {
+    std::vector<Mutant> m;
+    auto add = [&m](std::string id, std::string op, std::string bug, std::string catches,
+                    Kernel k) {
+      m.push_back({std::move(id), std::move(op), std::move(bug), std::move(catches), std::move(k)});
+    };
+    const std::string i4 = "npu_convert_weight_to_int4pack";
+    add("int4pack.nibble_order_swapped", i4, "element 2i packed into the high nibble of byte i",
+        "ascending_0_to_7", int4pack_mutant(PackBug::kNibbleSwap));
+    add("int4pack.offset_binary", i4,
+        "nibbles stored as value+8 (offset binary), not two's complement",
+        "offset_binary_separator", int4pack_mutant(PackBug::kOffsetBinary));
+    add("int4pack.clamp_not_wrap", i4, "out-of-range values clamped to [-8, 7] instead of wrapping",
+        "wraps_vs_clamp_separator", int4pack_mutant(PackBug::kClamp));
+    add("int4pack.sign_smear", i4,
+        "nibble not masked: the sign-extended int32 is OR-ed in, smearing the sign upward",
+        "negatives_m8_to_m1", int4pack_mutant(PackBug::kNoMask));
+    add("int4pack.big_endian_words", i4, "bytes assembled big-endian inside each int32 word",
+        "single_top_nibble", int4pack_mutant(PackBug::kBigEndian));
+    add("int4pack.simd_tail_off_by_one", i4,
+        "16-word vector loop, scalar tail loop bound off by one: the last word of a row is lost",
+        "random_5x200", int4pack_mutant(PackBug::kTailOffByOne));
+
+    const std::string vp = "vllm_ascend_pack_int4_to_int32";
+    add("vllm_pack.twos_complement", vp,
+        "the NPU packer reused: two's complement, not offset binary", "offset_binary_separator",
+        vllm_pack_mutant(VllmPackBug::kTwosComplement));
+    add("vllm_pack.wrap_not_clamp", vp, "clamp step missing: out-of-range values wrap",
+        "clamp_out_of_range_int8", vllm_pack_mutant(VllmPackBug::kWrapNotClamp));
+    add("vllm_pack.int8_cast_before_clamp", vp,
+        "int32 weights cast to int8 before the clamp (300 -> 44 -> 7 instead of 7 from 300)",
+        "clamp_vs_wrap_int32", vllm_pack_mutant(VllmPackBug::kInt8CastFirst));
+
+    add("ct_pack.or_not_sum", "ct_pack_to_int32",
+        "fields masked and OR-ed instead of summed: out-of-range values do not carry",
+        "out_of_range_carries", ct_pack_mutant(CtBug::kOrNotSum));
+    add("ct_pack.pad_with_value_zero", "ct_pack_to_int32",
+        "padding filled with value 0 (u = 2^(b-1)) instead of u = 0", "padding_4bit_dim1",
+        ct_pack_mutant(CtBug::kPadWithValueZero));
+    add("ct_unpack.fields_twos_complement", "ct_unpack_from_int32",
+        "fields sign-extended as two's complement instead of minus 2^(b-1)",
+        "vllm_ascend_test_packed_dim_1", ct_unpack_mutant(CtBug::kFieldTwosComplement));
+    add("ct_unpack.packed_dim_ignored", "ct_unpack_from_int32",
+        "packed_dim ignored: always unpacks along dim 1", "vllm_ascend_test_packed_dim_0",
+        ct_unpack_mutant(CtBug::kDimIgnored));
+    add("llmcompressor.pair_order_swapped", "w4a8_llmcompressor_pack",
+        "_pack_int4_to_int8 puts the even column in the high nibble", "ascending_columns",
+        llmcompressor_pair_swapped());
+    add("modelslim.reshape_not_transpose", "w4a8_modelslim_pack",
+        "reshape (view) instead of transpose(1, 2) before the int32 view", "byte_index_pattern",
+        modelslim_reshape_not_transpose());
+    add("w4a16.offset_not_removed", "w4a16_ct_repack_chain",
+        "unpacked offset-binary fields fed to the NPU packer without subtracting 8",
+        "literal_0x76543210_rows", w4a16_offset_not_removed());
+
+    add("scale_int64.zero_extended", "scale_from_float_to_int64",
+        "fp32 bits zero-extended to int64 instead of sign-extended",
+        "negative_scales_sign_extended", scale_int64_zero_extended());
+    add("process_scale.sign_extended", "w4a8_process_scale",
+        "uint32 bits sign-extended to int64 instead of zero-extended",
+        "negative_scales_zero_extended_fp16", process_scale_sign_extended());
+    add("process_scale.fp16_rounding_skipped", "w4a8_process_scale",
+        "the .to(torch.float16) rounding of the scale skipped", "per_channel_not_fp16_exact_fp16",
+        with_param("w4a8_process_scale", "scale_rounding", "none"));
+
+    const std::string tq = "npu_trans_quant_param";
+    add("trans_quant.fp19_not_truncated", tq, "the full fp32 scale stored: FP19 truncation missing",
+        "low_bits_below_half_fp19_trunc", trans_quant_param_mutant(TqpBug::kScaleNotTruncated));
+    add("trans_quant.fp19_rne_not_trunc", tq, "scale rounded to FP19 (RNE) instead of truncated",
+        "low_bits_above_half_fp19_trunc", trans_quant_param_mutant(TqpBug::kScaleRne));
+    add("trans_quant.offset_int9_wraps", tq,
+        "offset not clamped to [-256, 255]: keeps the low 9 bits", "offset_saturation_fp19_trunc",
+        trans_quant_param_mutant(TqpBug::kOffsetWraps));
+    add("trans_quant.offset_half_away", tq, "offset rounded half away from zero, not half to even",
+        "offset_rint_ties_fp19_trunc", trans_quant_param_mutant(TqpBug::kOffsetHalfAway));
+    add("trans_quant_decode.offset_zero_extended", "npu_trans_quant_param_decode",
+        "the int9 offset read zero-extended (no sign extension)", "offset_sign_extension",
+        decode_offset_zero_extended());
+    add("trans_quant_decode.scale_not_masked", "npu_trans_quant_param_decode",
+        "all 32 low bits read as the scale (no & 0xFFFFE000)", "full_fp32_words_read_as_19_bits",
+        decode_scale_not_masked());
+
+    add("load_scale.bf16_truncated", "load_scale_to_params_dtype",
+        "fp32 -> bf16/fp16 by truncation (drop the low bits) instead of RNE",
+        "typical_scales_bfloat16", load_scale_mutant(NarrowBug::kTruncate));
+    add("load_scale.bf16_half_up", "load_scale_to_params_dtype",
+        "fp32 -> bf16 by (bits + 0x8000) >> 16: ties round up, not to even", "ties_bfloat16",
+        load_scale_mutant(NarrowBug::kHalfUp));
+    add("w8a8_reciprocal.fp32_then_narrow", "w8a8_static_input_scale_reciprocal",
+        "1/input_scale computed in fp32 and narrowed, instead of in params_dtype",
+        "separating_bfloat16_params_dtype",
+        with_param("w8a8_static_input_scale_reciprocal", "reciprocal", "fp32_then_params_dtype"));
+
+    const std::string sb = "w4a8_scale_bias";
+    add("scale_bias.factor_8_missing", sb, "the factor 8 of the int4 bias correction missing",
+        "eight_times_sum_small", scale_bias_port(SbBug::kNoFactor8, sum_forward));
+    add("scale_bias.group_index_modulo", sb,
+        "per-group scale of row k taken as group k % G instead of k / (K/G)",
+        "per_group_row_mapping", scale_bias_port(SbBug::kGroupModulo, sum_forward));
+    add("scale_bias.int4_zero_extended", sb, "int4 weights zero-extended (w & 0xF)",
+        "signed_int4_extremes", scale_bias_port(SbBug::kZeroExtendedInt4, sum_forward));
+    add("scale_bias.bf16_accumulation", sb, "the sum over k accumulated in a bf16 register",
+        "fp32_per_channel_bounded", scale_bias_port(SbBug::kNone, sum_in_bf16));
+    add("rank_sum.first_column_only", "w4a8_scale_bias_rank_sum",
+        "only the first rank's column taken (the gate_up reading applied to down)", "grid_tp2",
+        rank_sum_port(sum_forward, true));
+
+    const std::string dq = "npu_dynamic_quant";
+    add("dynamic_quant.divide_not_reciprocal", dq,
+        "y = x / scale (divide) where the kernel multiplies by 127/amax",
+        "formula_separator_int8_mul_reciprocal_rint", with_param(dq, "formula", "div_scale"));
+    add("dynamic_quant.half_away", dq, "codes rounded half away from zero instead of half to even",
+        "ties_int8_mul_reciprocal_rint", with_param(dq, "rounding", "round"));
+    add("dynamic_quant.amax_without_abs", dq, "amax = max(x) instead of max(|x|)", "smooth_per_h",
+        dynamic_quant_port(DqBug::kAmaxNoAbs));
+    add("dynamic_quant.smooth_after_amax", dq,
+        "amax taken over the raw x, the smooth scale applied only to the codes", "smooth_per_h",
+        dynamic_quant_port(DqBug::kSmoothAfterAmax));
+    add("dynamic_quant.amax_tail_dropped", dq,
+        "amax reduction over 32-lane chunks skips the h % 32 tail", "bf16_random_4x40",
+        dynamic_quant_port(DqBug::kAmaxTailDropped));
+    add("dynamic_quant.group_boundary_off_by_one", dq,
+        "row r uses smooth group g with r <= group_index[g] (boundary row in the wrong group)",
+        "smooth_grouped", dynamic_quant_port(DqBug::kGroupOffByOne));
+    add("dynamic_quant_asym.offset_sign", "npu_dynamic_quant_asymmetric",
+        "offset = max/scale - 127 (sign inverted)", "min_max_ends",
+        asym_port(AsymBug::kOffsetSign));
+    add("dynamic_quant_asym.no_eps", "npu_dynamic_quant_asymmetric",
+        "scale not floored at 1e-12 (renormalizing without eps): a constant row divides by 0",
+        "equal_row", asym_port(AsymBug::kNoEps));
+
+    add("quantize.int8_no_saturation", "npu_quantize",
+        "the int32 -> int8 cast truncates (wraps) instead of saturating", "saturation_int8_mul",
+        quantize_no_saturation());
+    add("quantize.div_half_away", "npu_quantize",
+        "div_mode rounding half away from zero instead of half to even", "ties_div_qint8_rint",
+        with_param("npu_quantize", "div_rounding", "round"));
+    add("quint4x2.wrap_not_saturate", "npu_quantize_quint4x2",
+        "the int4 cast keeps the low nibble instead of saturating", "legacy_w4a8_out_of_range",
+        with_param("npu_quantize_quint4x2", "int4_overflow", "wrap"));
+    add("quint4x2.fma_contraction", "npu_quantize_quint4x2",
+        "x*scale + offset contracted into one FMA (one rounding instead of two)",
+        "separate_mul_add", quint4x2_fma());
+
+    add("nd_to_nz.int8_n0_16", "nd_to_nz", "fractal row length n0 = 16 for int8 (should be 32)",
+        "int8_blocks_17x33", nd_to_nz_mutant(NzBug::kN0Halved));
+    add("nd_to_nz.padding_not_zeroed", "nd_to_nz",
+        "the NZ buffer is not zeroed: padding keeps stale memory", "fp16_tails_20x37",
+        nd_to_nz_mutant(NzBug::kPaddingNotZeroed));
+    add("kv_nz.heads_and_chunks_swapped", "kv_cache_nd_to_nz",
+        "KV NZ permutation writes (head chunk, head) instead of (head, head chunk)",
+        "head_chunks_2x3x64x8", kv_nz_axes_swapped());
+
+    const std::string wq = "npu_weight_quant_batchmatmul";
+    add("wqbmm.fp16_accumulation", wq, "x @ W accumulated in an fp16 (x dtype) register",
+        "fp16_accumulation_detector", wqbmm_port(WqBug::kFp16Accumulation, order_forward, false));
+    add("wqbmm.antiquant_offset_subtracted", wq,
+        "antiquant (w - offset) * scale instead of (w + offset)", "offset_plus_sign_fp16",
+        wqbmm_port(WqBug::kOffsetSubtracted, order_forward, false));
+    add("wqbmm.group_index_off_by_one", wq, "group of row k computed as (k + 1) / group_size",
+        "per_group_fp16_k96_g32", wqbmm_port(WqBug::kGroupOffByOne, order_forward, false));
+    add("wqbmm.transposed_scale", wq, "the per-group [G, N] antiquant scale read as [N, G]",
+        "per_group_fp16_k96_g32", wqbmm_port(WqBug::kTransposedScale, order_forward, false));
+    add("wqbmm.requant_offset_before_scale", wq,
+        "requant epilogue order swapped: (acc + quant_offset) * quant_scale",
+        "requant_reading_fp32", wqbmm_port(WqBug::kRequantOffsetFirst, order_forward, false));
+    add("wqbmm.int4_nibble_order", wq, "int4 weights unpacked high nibble first",
+        "int4_per_group_fp16", wqbmm_port(WqBug::kInt4NibbleSwap, order_forward, false));
+
+    const std::string qm = "npu_quant_matmul";
+    add("quant_matmul.bias_before_pertoken", qm,
+        "epilogue order swapped: + bias before * pertoken_scale", "combo_pertoken_bf16_bias_bf16",
+        quant_matmul_port(QmmBug::kBiasBeforePertoken));
+    add("quant_matmul.int32_bias_after_scale", qm,
+        "the int32 bias added in fp32 after the dequant instead of in the int32 accumulator",
+        "combo_int64_fp16_bias_i32_fp32", quant_matmul_port(QmmBug::kInt32BiasAfterScale));
+    add("quant_matmul.pertoken_ignored", qm, "pertoken_scale never applied", "combo_pertoken_bf16",
+        quant_matmul_port(QmmBug::kPertokenIgnored));
+    add("quant_matmul.int8_no_saturation", qm, "requant s9 + offset cast to int8 without clipping",
+        "requant_saturation_int64", quant_matmul_port(QmmBug::kInt8NoSaturation));
+    add("quant_matmul.fp19_not_applied", qm,
+        "fp32 scale used as given where op-plugin converts it to FP19", "fp19_truncation_fp16_true",
+        with_param(qm, "opplugin_fp19", "false"));
+
+    add("group_list.cumsum_exclusive", "group_list_convert",
+        "count -> cumsum as an exclusive scan (off by one expert)", "ut_count_to_cumsum",
+        count_to_cumsum_exclusive());
+    add("expert_map.global_not_local_index", "determine_expert_map",
+        "round-robin map stores the global expert id instead of the local slot",
+        "round_robin_10_ep4_rank1", expert_map_global_ids());
+    add("eplb.k_major_position", "eplb_map_to_physical",
+        "flat position of topk_ids taken k-major (j * T + t) instead of token-major (t * k + j)",
+        "ut_tables_6x2_rank0_vllm_flat_position", eplb_map_mutant(EplbBug::kKMajorPosition));
+    add("eplb.routing_period_missing", "eplb_map_to_physical",
+        "token row not reduced modulo the 1024-row routing table",
+        "period_vs_direct_modulo_3_replicas", eplb_map_mutant(EplbBug::kNoPeriod));
+    return m;
+  }();
+  return v;
+}
+
+const std::vector<Variation>& legitimate_variations() {
+  static const std::vector<Variation> v = [] {
+    std::vector<Variation> l;
+    const std::string wq = "npu_weight_quant_batchmatmul";
+    l.push_back({"wqbmm.forward", wq, "port, forward fp32 sum, bias last",
+                 wqbmm_port(WqBug::kNone, order_forward, false)});
+    l.push_back({"wqbmm.backward_bias_first", wq, "port, reversed fp32 sum, bias first",
+                 wqbmm_port(WqBug::kNone, order_backward, true)});
+    l.push_back(
+        {"wqbmm.pairwise", wq, "port, pairwise fp32 sum",
+         wqbmm_port(
+             WqBug::kNone,
+             [](const std::vector<float>& t) { return pairwise_v(t.data(), t.size()); }, false)});
+    l.push_back({"wqbmm.blocked16", wq, "port, 16-term blocks summed, then the blocks",
+                 wqbmm_port(WqBug::kNone, order_blocked16, true)});
+    l.push_back({"wqbmm.double", wq, "port, summed in double, rounded once",
+                 wqbmm_port(
+                     WqBug::kNone,
+                     [](const std::vector<float>& t) {
+                       double s = 0;
+                       for (float x : t) s += x;
+                       return static_cast<float>(s);
+                     },
+                     false)});
+    const std::string sb = "w4a8_scale_bias";
+    l.push_back({"scale_bias.forward", sb, "port, forward fp32 sum",
+                 scale_bias_port(SbBug::kNone, sum_forward)});
+    l.push_back({"scale_bias.backward", sb, "port, reversed fp32 sum",
+                 scale_bias_port(SbBug::kNone, sum_backward)});
+    l.push_back({"scale_bias.pairwise", sb, "port, pairwise fp32 sum",
+                 scale_bias_port(SbBug::kNone, sum_pairwise)});
+    l.push_back({"scale_bias.blocked8", sb, "port, 8-term blocks",
+                 scale_bias_port(SbBug::kNone, [](const std::vector<uint32_t>& t) {
+                   return sum_blocked(t, 8);
+                 })});
+    const std::string rs = "w4a8_scale_bias_rank_sum";
+    l.push_back({"rank_sum.forward", rs, "port, forward", rank_sum_port(sum_forward, false)});
+    l.push_back({"rank_sum.backward", rs, "port, reversed", rank_sum_port(sum_backward, false)});
+    l.push_back({"rank_sum.pairwise", rs, "port, pairwise", rank_sum_port(sum_pairwise, false)});
+    // The bases of the other mutants, unmutated: each must pass all its op's cases.
+    l.push_back({"int4pack.port", "npu_convert_weight_to_int4pack", "scalar port",
+                 int4pack_mutant(PackBug::kNone)});
+    l.push_back({"vllm_pack.port", "vllm_ascend_pack_int4_to_int32", "scalar port",
+                 vllm_pack_mutant(VllmPackBug::kNone)});
+    l.push_back({"ct_pack.port", "ct_pack_to_int32", "scalar port", ct_pack_mutant(CtBug::kNone)});
+    l.push_back(
+        {"ct_unpack.port", "ct_unpack_from_int32", "scalar port", ct_unpack_mutant(CtBug::kNone)});
+    l.push_back({"dynamic_quant.port", "npu_dynamic_quant", "scalar port",
+                 dynamic_quant_port(DqBug::kNone)});
+    l.push_back({"dynamic_quant_asym.port", "npu_dynamic_quant_asymmetric", "scalar port",
+                 asym_port(AsymBug::kNone)});
+    l.push_back({"nd_to_nz.port", "nd_to_nz", "scalar port", nd_to_nz_mutant(NzBug::kNone)});
+    l.push_back(
+        {"eplb_map.port", "eplb_map_to_physical", "scalar port", eplb_map_mutant(EplbBug::kNone)});
+    l.push_back({"quant_matmul.port", "npu_quant_matmul", "optimized GEMM, ported epilogue",
+                 quant_matmul_port(QmmBug::kNone)});
+    return l;
+  }();
+  return v;
+}
+
+}  // namespace qconf::mutants
