@@ -29,6 +29,14 @@ std::map<std::string, Note> notes() {
        {"FUNCTIONALITY",
         "Token row t uses routing-table row t % 1024: full blocks of 1024 rows, then the tail.",
         "A port that indexes the table by t (out of bounds) or by the flat position."}},
+      {"PeriodVsDirectModulo",
+       {"FUNCTIONALITY",
+        "Replica counts that do not divide 1024 (3 here), past row 1024: (t % 1024 + ep_rank + "
+        "l) % count differs from (t + ep_rank + l) % count. The upstream unit-test vector uses "
+        "counts 2 and 1, which divide 1024, so it cannot tell the two apart.",
+        "A port that computes the replica slot directly from t, without the 1024-row table, "
+        "routes rows >= 1024 to other replicas (found by the mutation catalogue, "
+        "tests/mutants/)."}},
       {"ReplicaSelectDivergence",
        {"DIVERGENCE",
         "vllm-ascend picks replica (t % 1024 + ep_rank + l) % max(count, 1) by token row; "
@@ -89,6 +97,21 @@ std::vector<CaseSpec> cases() {
                   {"UpstreamUnitTestLiteral", "PeriodicRows"},
                   Tensor::from<int32_t>({kExpertReplicaRoutingTableRows + 1, 2}, ids), ut_map,
                   ut_count, 0, "ascend_routing_table"));
+  }
+  {
+    // Experts 0 (3 replicas) and 1 (2 replicas), rank 1: row 1024 maps expert 0 to replica
+    // (0 + 1 + 0) % 3 = 1 (physical 7), a direct (1024 + 1) % 3 = 2 would give physical 8.
+    std::vector<int32_t> ids;
+    for (int64_t t = 0; t < kExpertReplicaRoutingTableRows + 6; ++t) {
+      ids.push_back(0);
+      ids.push_back(1);
+    }
+    v.push_back(c("period_vs_direct_modulo_3_replicas",
+                  "1030 rows of (0, 1), expert 0 with 3 replicas (6, 7, 8), rank 1: rows >= 1024 "
+                  "restart the table; 1024 % 3 != 0 separates t % 1024 from t",
+                  {"PeriodicRows", "PeriodVsDirectModulo"},
+                  Tensor::from<int32_t>({kExpertReplicaRoutingTableRows + 6, 2}, ids),
+                  i64({2, 3}, {6, 7, 8, 3, 4, -1}), i64({2}, {3, 2}), 1, "ascend_routing_table"));
   }
   const Tensor small = i64({6, 2}, {0, 1, 0, 1, 2, 0, 1, 2, 0, 0, 1, 1});
   for (const std::string sel : {"ascend_routing_table", "vllm_flat_position"})
