@@ -225,8 +225,8 @@ Kernel ct_unpack_mutant(CtBug bug) {
 
 // ---- W4A8 MoE packers --------------------------------------------------------------------------
 // LLM-Compressor: int8 [E, N, K] -> transpose -> pairs (w[2j+1] << 4 | w[2j] & 0xF) -> view int32.
-Kernel llmcompressor_pair_swapped() {
-  return [](const Params&, const TensorMap& in, TensorMap& out) {
+Kernel llmcompressor_pack(bool swapped) {
+  return [swapped](const Params&, const TensorMap& in, TensorMap& out) {
     const Tensor& w = in.at("weight");
     const int64_t e = w.dim(0), n = w.dim(1), k = w.dim(2);
     Tensor o(DType::kI32, {e, k, n / 8});
@@ -237,25 +237,36 @@ Kernel llmcompressor_pair_swapped() {
           const int8_t lo = w.data<int8_t>()[(x * n + 2 * j) * k + kk];
           const int8_t hi = w.data<int8_t>()[(x * n + 2 * j + 1) * k + kk];
           // Bug: the even column goes to the high nibble.
-          bytes[(x * k + kk) * (n / 2) + j] = static_cast<uint8_t>((lo << 4) | (hi & 0xF));
+          bytes[(x * k + kk) * (n / 2) + j] = swapped
+                                                  ? static_cast<uint8_t>((lo << 4) | (hi & 0xF))
+                                                  : static_cast<uint8_t>((hi << 4) | (lo & 0xF));
         }
     out["packed"] = o;
   };
 }
 // msModelSlim: int8 [E, N/2, K] -> transpose(1, 2) -> view int32. Bug: reshape, not transpose.
-Kernel modelslim_reshape_not_transpose() {
-  return [](const Params&, const TensorMap& in, TensorMap& out) {
+Kernel modelslim_pack(bool reshape) {
+  return [reshape](const Params&, const TensorMap& in, TensorMap& out) {
     const Tensor& w = in.at("weight");
     const int64_t e = w.dim(0), a = w.dim(1), k = w.dim(2);
     Tensor o(DType::kI32, {e, k, a / 4});
-    std::memcpy(o.bytes(), w.bytes(), w.nbytes());
+    if (reshape) {
+      std::memcpy(o.bytes(), w.bytes(), w.nbytes());
+    } else {
+      uint8_t* bytes = reinterpret_cast<uint8_t*>(o.data<int32_t>());
+      for (int64_t x = 0; x < e; ++x)
+        for (int64_t i = 0; i < a; ++i)
+          for (int64_t kk = 0; kk < k; ++kk)
+            bytes[(x * k + kk) * a + i] =
+                static_cast<uint8_t>(w.data<int8_t>()[(x * a + i) * k + kk]);
+    }
     out["packed"] = o;
   };
 }
 // W4A16 chain: unpack (offset binary) -> transpose -> NPU int4pack. Bug: the -8 of the unpack
 // is skipped (fields 0..15 fed to the NPU packer).
-Kernel w4a16_offset_not_removed() {
-  return [](const Params&, const TensorMap& in, TensorMap& out) {
+Kernel w4a16_repack(bool offset_kept) {
+  return [offset_kept](const Params&, const TensorMap& in, TensorMap& out) {
     const Tensor& pk = in.at("weight_packed");
     const int64_t e = pk.dim(0), n = pk.dim(1), kw = pk.dim(2), k = kw * 8;
     std::vector<int64_t> t(static_cast<size_t>(e * k * n));
@@ -263,18 +274,20 @@ Kernel w4a16_offset_not_removed() {
       for (int64_t r = 0; r < n; ++r)
         for (int64_t c = 0; c < k; ++c) {
           const uint32_t w = static_cast<uint32_t>(pk.data<int32_t>()[(x * n + r) * kw + c / 8]);
-          t[static_cast<size_t>((x * k + c) * n + r)] = (w >> (4 * (c % 8))) & 0xF;
+          t[static_cast<size_t>((x * k + c) * n + r)] =
+              ((w >> (4 * (c % 8))) & 0xF) - (offset_kept ? 0 : 8);
         }
     out["packed"] = pack_npu_int4(t, {e, k, n}, PackBug::kNone);
   };
 }
 
 // ---- scale bit conversions ---------------------------------------------------------------------
-Kernel scale_int64_zero_extended() {
-  return [](const Params&, const TensorMap& in, TensorMap& out) {
+Kernel scale_int64(bool zero_extended) {
+  return [zero_extended](const Params&, const TensorMap& in, TensorMap& out) {
     const Tensor f = ref::widen_scale_to_fp32(in.at("scale"));
     Tensor o(DType::kI64, f.shape());
-    opt::fp32_bits_to_int64_zero_extended(f.data<uint32_t>(), o.data<int64_t>(), f.numel());
+    (zero_extended ? opt::fp32_bits_to_int64_zero_extended : opt::fp32_bits_to_int64_sign_extended)(
+        f.data<uint32_t>(), o.data<int64_t>(), f.numel());
     out["scale_int64"] = o;
   };
 }
@@ -332,7 +345,7 @@ Kernel decode_scale_not_masked() {
 }
 
 // load_scale_to_params_dtype: fp32 -> bf16/fp16 with a wrong rounding.
-enum class NarrowBug { kTruncate, kHalfUp };
+enum class NarrowBug { kNone, kTruncate, kHalfUp };
 Kernel load_scale_mutant(NarrowBug bug) {
   return [bug](const Params& p, const TensorMap& in, TensorMap& out) {
     const Tensor& s = in.at("scale");
@@ -342,7 +355,9 @@ Kernel load_scale_mutant(NarrowBug bug) {
     for (int64_t i = 0; i < s.numel(); ++i) {
       const uint32_t b = s.data<uint32_t>()[i];
       uint16_t r;
-      if (pdt == DType::kBF16 && !num::is_nan(kF32, b))
+      if (bug == NarrowBug::kNone)
+        r = static_cast<uint16_t>(num::convert(kF32, b, fmt(pdt), num::Round::kRint));
+      else if (pdt == DType::kBF16 && !num::is_nan(kF32, b))
         r = static_cast<uint16_t>((bug == NarrowBug::kHalfUp ? b + 0x8000u : b) >> 16);
       else
         r = static_cast<uint16_t>(
@@ -564,12 +579,12 @@ Kernel quantize_no_saturation() {
   });
 }
 // npu_quantize_quint4x2 compiled with FP contraction: x*s + o as one FMA.
-Kernel quint4x2_fma() {
-  return [](const Params& p, const TensorMap& in, TensorMap& out) {
+Kernel quint4x2(bool fma) {
+  return [fma](const Params& p, const TensorMap& in, TensorMap& out) {
     const int axis = static_cast<int>(param_int(p, "axis", -1));
     const Int4Overflow ov = parse_int4_overflow(param_str(p, "int4_overflow", "saturate"));
-    const Tensor scaled = ref::npu_quantize_scaled(in.at("x"), in.at("scales"),
-                                                   opt_in(in, "zero_points"), axis, true);
+    const Tensor scaled =
+        ref::npu_quantize_scaled(in.at("x"), in.at("scales"), opt_in(in, "zero_points"), axis, fma);
     const Tensor v = ref::npu_quantize_int4_values(scaled, ov);
     std::vector<int64_t> c(static_cast<size_t>(v.numel()));
     for (int64_t i = 0; i < v.numel(); ++i) c[static_cast<size_t>(i)] = v.data<int8_t>()[i];
@@ -606,8 +621,8 @@ Kernel nd_to_nz_mutant(NzBug bug) {
 }
 // KV cache ND (blocks, block_size, heads, head_size) -> NZ (blocks, heads, head_size/32,
 // block_size, 32). Bug: the heads and head-chunk axes are swapped in the destination index.
-Kernel kv_nz_axes_swapped() {
-  return [](const Params&, const TensorMap& in, TensorMap& out) {
+Kernel kv_nd_to_nz(bool swapped) {
+  return [swapped](const Params&, const TensorMap& in, TensorMap& out) {
     const Tensor& nd = in.at("cache_nd");
     const int64_t nb = nd.dim(0), bs = nd.dim(1), nh = nd.dim(2), hs = nd.dim(3), c = hs / 32;
     Tensor o(DType::kI8, {nb, nh, c, bs, 32});
@@ -615,8 +630,9 @@ Kernel kv_nz_axes_swapped() {
       for (int64_t s = 0; s < bs; ++s)
         for (int64_t hh = 0; hh < nh; ++hh)
           for (int64_t d = 0; d < hs; ++d)
-            o.data<int8_t>()[(((b * c + d / 32) * nh + hh) * bs + s) * 32 + d % 32] =
-                nd.data<int8_t>()[((b * bs + s) * nh + hh) * hs + d];
+            o.data<int8_t>()
+                [(swapped ? ((b * c + d / 32) * nh + hh) : ((b * nh + hh) * c + d / 32)) * bs * 32 +
+                 s * 32 + d % 32] = nd.data<int8_t>()[((b * bs + s) * nh + hh) * hs + d];
     out["cache_nz"] = o;
   };
 }
@@ -743,6 +759,7 @@ enum class QmmBug {
   kInt32BiasAfterScale,  // the int32 bias added in fp32 after the dequant
   kPertokenIgnored,      // pertoken_scale never applied
   kInt8NoSaturation,     // s9 + offset cast to int8 by truncation
+  kPertokenTwice,        // pertoken_scale applied by the fused epilogue and again after it
 };
 Kernel quant_matmul_port(QmmBug bug) {
   Kernel k = optimized("npu_quant_matmul");
@@ -787,6 +804,8 @@ Kernel quant_matmul_port(QmmBug bug) {
       const uint32_t fb = plan.bias_float ? f32_at(*bias, j) : 0;
       if (plan.bias_float && bug == QmmBug::kBiasBeforePertoken) v = fadd(v, fb);
       if (plan.has_pertoken && bug != QmmBug::kPertokenIgnored)
+        v = fmul(v, pertoken->data<uint32_t>()[i]);
+      if (plan.has_pertoken && bug == QmmBug::kPertokenTwice)
         v = fmul(v, pertoken->data<uint32_t>()[i]);
       if (plan.bias_float && bug != QmmBug::kBiasBeforePertoken) v = fadd(v, fb);
       if (odt == DType::kF32) {
@@ -909,17 +928,17 @@ const std::vector<Mutant>& catalogue() {
         ct_unpack_mutant(CtBug::kDimIgnored));
     add("llmcompressor.pair_order_swapped", "w4a8_llmcompressor_pack",
         "_pack_int4_to_int8 puts the even column in the high nibble", "ascending_columns",
-        llmcompressor_pair_swapped());
+        llmcompressor_pack(true));
     add("modelslim.reshape_not_transpose", "w4a8_modelslim_pack",
         "reshape (view) instead of transpose(1, 2) before the int32 view", "byte_index_pattern",
-        modelslim_reshape_not_transpose());
+        modelslim_pack(true));
     add("w4a16.offset_not_removed", "w4a16_ct_repack_chain",
         "unpacked offset-binary fields fed to the NPU packer without subtracting 8",
-        "literal_0x76543210_rows", w4a16_offset_not_removed());
+        "literal_0x76543210_rows", w4a16_repack(true));
 
     add("scale_int64.zero_extended", "scale_from_float_to_int64",
         "fp32 bits zero-extended to int64 instead of sign-extended",
-        "negative_scales_sign_extended", scale_int64_zero_extended());
+        "negative_scales_sign_extended", scale_int64(true));
     add("process_scale.sign_extended", "w4a8_process_scale",
         "uint32 bits sign-extended to int64 instead of zero-extended",
         "negative_scales_zero_extended_fp16", process_scale_sign_extended());
@@ -1004,7 +1023,7 @@ const std::vector<Mutant>& catalogue() {
         with_param("npu_quantize_quint4x2", "int4_overflow", "wrap"));
     add("quint4x2.fma_contraction", "npu_quantize_quint4x2",
         "x*scale + offset contracted into one FMA (one rounding instead of two)",
-        "separate_mul_add", quint4x2_fma());
+        "separate_mul_add", quint4x2(true));
 
     add("nd_to_nz.int8_n0_16", "nd_to_nz", "fractal row length n0 = 16 for int8 (should be 32)",
         "int8_blocks_17x33", nd_to_nz_mutant(NzBug::kN0Halved));
@@ -1013,7 +1032,7 @@ const std::vector<Mutant>& catalogue() {
         nd_to_nz_mutant(NzBug::kPaddingNotZeroed));
     add("kv_nz.heads_and_chunks_swapped", "kv_cache_nd_to_nz",
         "KV NZ permutation writes (head chunk, head) instead of (head, head chunk)",
-        "head_chunks_2x3x64x8", kv_nz_axes_swapped());
+        "head_chunks_2x3x64x8", kv_nd_to_nz(true));
 
     const std::string wq = "npu_weight_quant_batchmatmul";
     add("wqbmm.fp16_accumulation", wq, "x @ W accumulated in an fp16 (x dtype) register",
@@ -1040,6 +1059,9 @@ const std::vector<Mutant>& catalogue() {
         "combo_int64_fp16_bias_i32_fp32", quant_matmul_port(QmmBug::kInt32BiasAfterScale));
     add("quant_matmul.pertoken_ignored", qm, "pertoken_scale never applied", "combo_pertoken_bf16",
         quant_matmul_port(QmmBug::kPertokenIgnored));
+    add("quant_matmul.pertoken_applied_twice", qm,
+        "the scaling factor applied twice: pertoken_scale in the epilogue and again by the caller",
+        "combo_pertoken_bf16", quant_matmul_port(QmmBug::kPertokenTwice));
     add("quant_matmul.int8_no_saturation", qm, "requant s9 + offset cast to int8 without clipping",
         "requant_saturation_int64", quant_matmul_port(QmmBug::kInt8NoSaturation));
     add("quant_matmul.fp19_not_applied", qm,
@@ -1114,6 +1136,17 @@ const std::vector<Variation>& legitimate_variations() {
                  dynamic_quant_port(DqBug::kNone)});
     l.push_back({"dynamic_quant_asym.port", "npu_dynamic_quant_asymmetric", "scalar port",
                  asym_port(AsymBug::kNone)});
+    l.push_back({"llmcompressor.port", "w4a8_llmcompressor_pack", "scalar port",
+                 llmcompressor_pack(false)});
+    l.push_back({"modelslim.port", "w4a8_modelslim_pack", "scalar port", modelslim_pack(false)});
+    l.push_back({"w4a16.port", "w4a16_ct_repack_chain", "scalar port", w4a16_repack(false)});
+    l.push_back({"scale_int64.port", "scale_from_float_to_int64", "the sign-extending raw kernel",
+                 scale_int64(false)});
+    l.push_back({"load_scale.port", "load_scale_to_params_dtype", "scalar port (RNE)",
+                 load_scale_mutant(NarrowBug::kNone)});
+    l.push_back({"quint4x2.port", "npu_quantize_quint4x2", "reference steps, two roundings",
+                 quint4x2(false)});
+    l.push_back({"kv_nz.port", "kv_cache_nd_to_nz", "scalar port", kv_nd_to_nz(false)});
     l.push_back({"nd_to_nz.port", "nd_to_nz", "scalar port", nd_to_nz_mutant(NzBug::kNone)});
     l.push_back(
         {"eplb_map.port", "eplb_map_to_physical", "scalar port", eplb_map_mutant(EplbBug::kNone)});

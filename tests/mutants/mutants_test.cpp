@@ -233,5 +233,54 @@ TEST(LegitimateVariationThreads, OptimizedAtOneTwoAndSevenThreadsIsNotFlagged) {
     unsetenv("QCONF_THREADS");
 }
 
+// ---- the same mutants through the C ABI --------------------------------------------------------
+
+// The mutant plugin (tests/plugin/mutant_plugin.cpp) plants the mutant QCONF_MUTANT names in the
+// optimized implementation; the plugin runner (isolated child processes, guarded buffers) must
+// fail exactly the cases the in-process runner fails.
+TEST(MutantPlugin, ThroughTheCAbiFailsExactlyTheCasesTheInProcessRunnerFails) {
+  const char* saved = std::getenv("QCONF_MUTANT");
+  const std::string restore = saved ? saved : "";
+  for (const std::string id :
+       {"int4pack.offset_binary", "dynamic_quant.half_away", "wqbmm.fp16_accumulation"}) {
+    const Mutant* m = nullptr;
+    for (const Mutant& x : catalogue())
+      if (x.id == id) m = &x;
+    ASSERT_NE(m, nullptr) << id;
+    setenv("QCONF_MUTANT", id.c_str(), 1);
+    const Implementation plugin = conf::load_plugin(QCONF_MUTANT_PLUGIN);
+    ASSERT_TRUE(plugin.isolate);
+    RunOptions o;
+    o.filter = m->op + "/*";
+    std::vector<std::string> via_abi;
+    for (const CaseResult& r : conf::run_all(cases_of(m->op), plugin, o)) {
+      EXPECT_TRUE(r.verdict == Verdict::kPass || r.verdict == Verdict::kFail ||
+                  r.verdict == Verdict::kMistrusted)
+          << id << " " << r.c->id << ": " << conf::verdict_name(r.verdict) << " " << r.message;
+      if (r.verdict == Verdict::kFail) via_abi.push_back(r.c->id.substr(m->op.size() + 1));
+    }
+    EXPECT_EQ(via_abi, run_mutant(*m).catching) << id;
+    EXPECT_FALSE(via_abi.empty()) << id;
+  }
+  // Without a mutant the plugin is the optimized implementation: nothing fails.
+  unsetenv("QCONF_MUTANT");
+  RunOptions o;
+  o.filter = "npu_convert_weight_to_int4pack/*";
+  for (const CaseResult& r : conf::run_all(cases_of("npu_convert_weight_to_int4pack"),
+                                           conf::load_plugin(QCONF_MUTANT_PLUGIN), o))
+    EXPECT_FALSE(conf::verdict_is_failure(r.verdict)) << r.c->id << ": " << r.message;
+  // An unknown id is an error the report names, not a silent pass.
+  setenv("QCONF_MUTANT", "no.such_mutant", 1);
+  const auto bad = conf::run_all(cases_of("npu_convert_weight_to_int4pack"),
+                                 conf::load_plugin(QCONF_MUTANT_PLUGIN), o);
+  ASSERT_FALSE(bad.empty());
+  EXPECT_EQ(bad.front().verdict, Verdict::kFail);
+  EXPECT_NE(bad.front().message.find("no.such_mutant"), std::string::npos) << bad.front().message;
+  if (saved)
+    setenv("QCONF_MUTANT", restore.c_str(), 1);
+  else
+    unsetenv("QCONF_MUTANT");
+}
+
 }  // namespace
 }  // namespace qconf::mutants
