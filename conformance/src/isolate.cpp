@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <stdexcept>
 
 #include "qconf/conformance/guarded.h"
 #include "qconf/conformance/runner.h"
@@ -132,6 +135,24 @@ std::vector<CaseResult> run_all_isolated(const std::vector<const Case*>& cases,
   return results;
 }
 
+namespace {
+// Error statistics can be +-Inf or NaN (a port that overflows a bounded stage); JSON has no such
+// numbers (nlohmann writes null), so they travel as the strings "inf", "-inf" and "nan".
+Json stat_to_json(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  return v;
+}
+double stat_from_json(const Json& j) {
+  if (j.is_number()) return j.get<double>();
+  const std::string s = j.get<std::string>();
+  if (s == "nan") return std::numeric_limits<double>::quiet_NaN();
+  if (s == "inf") return std::numeric_limits<double>::infinity();
+  if (s == "-inf") return -std::numeric_limits<double>::infinity();
+  throw std::runtime_error("case result: bad statistic \"" + s + "\"");
+}
+}  // namespace
+
 Json case_result_to_json(const CaseResult& r) {
   Json j = Json::object();
   j["verdict"] = static_cast<int>(r.verdict);
@@ -147,8 +168,9 @@ Json case_result_to_json(const CaseResult& r) {
     js["message"] = s.message;
     js["mismatches"] = s.mismatches;
     js["used_accept_set"] = s.used_accept_set;
-    js["stats"] = {s.stats.max_err_over_bound, s.stats.rms_err_over_bound,
-                   s.stats.mean_err_over_bound, s.stats.elements};
+    js["stats"] = {stat_to_json(s.stats.max_err_over_bound),
+                   stat_to_json(s.stats.rms_err_over_bound),
+                   stat_to_json(s.stats.mean_err_over_bound), s.stats.elements};
     Json first = Json::array();
     for (const auto& m : s.first)
       first.push_back({m.index, m.coords, m.expected, m.got, m.difference});
@@ -175,7 +197,7 @@ CaseResult case_result_from_json(const Json& j, const Case* c) {
     s.mismatches = js.at("mismatches").get<int64_t>();
     s.used_accept_set = js.at("used_accept_set").get<bool>();
     const Json& stt = js.at("stats");
-    s.stats = {stt[0].get<double>(), stt[1].get<double>(), stt[2].get<double>(),
+    s.stats = {stat_from_json(stt[0]), stat_from_json(stt[1]), stat_from_json(stt[2]),
                stt[3].get<int64_t>()};
     for (const auto& m : js.at("first"))
       s.first.push_back({m[0].get<int64_t>(), m[1].get<std::string>(), m[2].get<std::string>(),

@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 #include <regex>
 #include <set>
@@ -891,6 +893,31 @@ TEST(AnyFailure, OnlyFailingVerdictsCount) {
     EXPECT_TRUE(any_failure({ok, r})) << verdict_name(v);
   }
   EXPECT_FALSE(any_failure({}));
+}
+
+// An isolated child reports each result as JSON: non-finite error statistics (a port whose
+// bounded stage overflows to Inf or NaN, found by the mutation catalogue) must survive the trip
+// instead of aborting the run with a JSON type error.
+TEST(CaseResultJson, NonFiniteStatisticsRoundTrip) {
+  CaseResult r;
+  r.verdict = Verdict::kFail;
+  r.failing_stage = "acc";
+  StageResult s;
+  s.stage = "acc";
+  s.verdict = Verdict::kFail;
+  s.stats.max_err_over_bound = std::numeric_limits<double>::infinity();
+  s.stats.rms_err_over_bound = std::numeric_limits<double>::quiet_NaN();
+  s.stats.mean_err_over_bound = -std::numeric_limits<double>::infinity();
+  s.stats.elements = 3;
+  r.stages.push_back(s);
+  const Json j = Json::parse(case_result_to_json(r).dump());
+  const CaseResult back = case_result_from_json(j, nullptr);
+  ASSERT_EQ(back.stages.size(), 1u);
+  EXPECT_EQ(back.stages[0].stats.max_err_over_bound, std::numeric_limits<double>::infinity());
+  EXPECT_TRUE(std::isnan(back.stages[0].stats.rms_err_over_bound));
+  EXPECT_EQ(back.stages[0].stats.mean_err_over_bound, -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(back.stages[0].stats.elements, 3);
+  EXPECT_EQ(back.verdict, Verdict::kFail);
 }
 
 }  // namespace
