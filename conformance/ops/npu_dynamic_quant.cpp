@@ -74,6 +74,13 @@ std::map<std::string, Note> notes() {
         "dst_type quint4x2: multiplier 7/amax, 8 codes per int32 (notes §0 layout).",
         "Packing order and the 7 constant."}},
       {"Bf16Input", {"FUNCTIONALITY", "bfloat16 input.", "Upcast of bf16."}},
+      {"AmaxInSimdTail",
+       {"EDGE_CASE",
+        "H = 200 (200 = 3 * 64 + 8): the largest |x| of a row sits in the last 8 elements, past "
+        "every 16/32/64-lane block, positive or negative; one control row has it at the head.",
+        "A vectorized amax whose tail loop is missing or off by one misses the row maximum: "
+        "codes beyond 127 saturate and the scale is too small (found by the mutation catalogue, "
+        "tests/mutants/)."}},
       {"Random",
        {"BASIC", "Seeded normal-like activations over assorted shapes.",
         "General coverage; the seed is derived from the case id."}},
@@ -207,6 +214,21 @@ std::vector<CaseSpec> cases() {
     add("smooth_grouped_int4", "grouped smooth scales, int4 output",
         {"GroupedSmooth", "Int4Output"}, params("mul_reciprocal", "rint", "int4"),
         {{"x", x}, {"smooth_scales", s}, {"group_index", gi}});
+  }
+  {
+    // Rows of H = 200 small values (|x| <= 0.5) and one large |x| at index 199, 192, 199
+    // (negative) and 0.
+    std::vector<float> vals;
+    const int64_t h = 200;
+    const int64_t at[4] = {199, 192, 199, 0};
+    const float big[4] = {3.0f, 2.75f, -3.5f, 3.25f};
+    for (int r = 0; r < 4; ++r)
+      for (int64_t i = 0; i < h; ++i)
+        vals.push_back(i == at[r] ? big[r]
+                                  : static_cast<float>((i * 37 + r * 11) % 17 - 8) / 16.0f);
+    add("amax_in_simd_tail_4x200", "the row maximum |x| in the h % 64 tail (and one at the head)",
+        {"AmaxInSimdTail"}, params("mul_reciprocal", "rint", "int8"),
+        {{"x", f16_row(vals, {4, h})}});
   }
   // bf16 and random sets.
   add("bf16_random_4x40", "bfloat16 input", {"Bf16Input", "Random"},

@@ -1000,7 +1000,7 @@ const std::vector<Mutant>& catalogue() {
         "amax taken over the raw x, the smooth scale applied only to the codes", "smooth_per_h",
         dynamic_quant_port(DqBug::kSmoothAfterAmax));
     add("dynamic_quant.amax_tail_dropped", dq,
-        "amax reduction over 32-lane chunks skips the h % 32 tail", "bf16_random_4x40",
+        "amax reduction over 32-lane chunks skips the h % 32 tail", "amax_in_simd_tail_4x200",
         dynamic_quant_port(DqBug::kAmaxTailDropped));
     add("dynamic_quant.group_boundary_off_by_one", dq,
         "row r uses smooth group g with r <= group_index[g] (boundary row in the wrong group)",
