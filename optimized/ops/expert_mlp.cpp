@@ -12,12 +12,14 @@
 // row quant as the reference, so they are within the reachable sets.
 #include "qconf/ops/expert_mlp.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 
 #include "qconf/numeric/float_format.h"
 #include "qconf/ops/quant_matmul.h"
+#include "qconf/opt/expert_mlp.h"
 #include "qconf/opt/gemm_s8.h"
 
 namespace qconf::opt {
@@ -231,6 +233,70 @@ SwigluQuantStages npu_dequant_swiglu_quant(const Tensor& x, const Tensor& weight
   swiglu_quant_rows(st.dequant.data<float>(), g.valid_rows, h, cfg,
                     SwigluQuantRounding::kSingleInt16, st);
   return st;
+}
+
+PackedExpertsS8 PackedExpertsS8::pack(const Tensor& w, int threads) {
+  if (w.dtype() != DType::kI8 || w.rank() != 3)
+    throw std::invalid_argument("PackedExpertsS8::pack: weight must be int8 [E, K, N], got " +
+                                w.describe());
+  PackedExpertsS8 p;
+  p.k = w.dim(1);
+  p.n = w.dim(2);
+  for (int64_t e = 0; e < w.dim(0); ++e)
+    p.w.push_back(
+        PackedWeightsS8::pack_s8(w.data<int8_t>() + e * p.k * p.n, p.k, p.n, p.n, threads));
+  return p;
+}
+
+void w8a8_expert_mlp(const Tensor& x, const Tensor& x_scale, const PackedExpertsS8& w13,
+                     const Tensor& w13_scale, const PackedExpertsS8& w2, const Tensor& w2_scale,
+                     const Tensor& group_list, Tensor& y, int threads) {
+  const int64_t m = x.dim(0), hdim = x.dim(1), n2 = w13.n, inter = n2 / 2;
+  const int64_t e = static_cast<int64_t>(w13.w.size());
+  if (x.dtype() != DType::kI8 || w13.k != hdim || w2.k != inter || w2.n != hdim ||
+      static_cast<int64_t>(w2.w.size()) != e || y.dtype() != DType::kBF16 ||
+      y.shape() != Shape{m, hdim} || w13_scale.shape() != Shape{e, n2} ||
+      w2_scale.shape() != Shape{e, hdim} || x_scale.shape() != Shape{m})
+    throw std::invalid_argument("w8a8_expert_mlp: inconsistent shapes");
+  const GroupRows g = group_rows(group_list, GroupListType::kCumsum, e, m);
+  GemmS8Options go;
+  go.threads = threads;
+  // Per call (not per group): the int32 accumulators of the largest group, C, S, h, h_scale.
+  int64_t max_rows = 0;
+  for (size_t i = 0; i < g.expert.size(); ++i) max_rows = std::max(max_rows, g.end[i] - g.begin[i]);
+  std::vector<int32_t> acc(static_cast<size_t>(max_rows * n2));
+  std::vector<float> c(static_cast<size_t>(max_rows * n2)), s(static_cast<size_t>(inter));
+  Tensor h(DType::kI8, {max_rows, inter});
+  Tensor h_scale(DType::kF32, {max_rows});
+  Tensor ws2(w2_scale.dtype(), {hdim});
+  QuantMatmulConfig qc;
+  qc.output_dtype = DType::kBF16;
+  qc.opplugin_fp19 = false;
+  PackedActivationsS8 a;
+  const SwigluConfig sc;
+  for (size_t i = 0; i < g.expert.size(); ++i) {
+    const int64_t ex = g.expert[i], r0 = g.begin[i], rows = g.end[i] - r0;
+    a.pack_s8(x.data<int8_t>() + r0 * hdim, rows, hdim, hdim, w13.w[ex].k_padded(), threads);
+    gemm_s8_s32(a, w13.w[ex], acc.data(), n2, go);
+    const float* ws = w13_scale.data<float>() + ex * n2;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float xs = x_scale.data<float>()[r0 + r];
+      float* cr = c.data() + r * n2;
+      for (int64_t j = 0; j < n2; ++j)
+        cr[j] = (fp32_of_int(acc[static_cast<size_t>(r * n2 + j)]) * xs) * ws[j];
+      for (int64_t j = 0; j < inter; ++j)
+        s[static_cast<size_t>(j)] = swiglu_fast(cr[j], cr[inter + j], sc);
+      row_quant(s.data(), inter, SwigluQuantRounding::kDoubleFp16, h.data<int8_t>() + r * inter,
+                h_scale.data<float>() + r);
+    }
+    Tensor hg(DType::kI8, {rows, inter}), sg(DType::kF32, {rows});
+    std::memcpy(hg.bytes(), h.bytes(), hg.nbytes());
+    std::memcpy(sg.bytes(), h_scale.bytes(), sg.nbytes());
+    std::memcpy(ws2.bytes(), w2_scale.bytes() + ex * hdim * dtype_size(w2_scale.dtype()),
+                ws2.nbytes());
+    const Tensor out = npu_quant_matmul_packed(hg, w2.w[ex], ws2, nullptr, &sg, nullptr, qc, go);
+    std::memcpy(y.bytes() + r0 * hdim * 2, out.bytes(), out.nbytes());
+  }
 }
 
 }  // namespace qconf::opt

@@ -270,7 +270,8 @@ SwigluEval swiglu_eval(float a, float b, const SwigluConfig& cfg) {
   const Big eps = boost::multiprecision::ldexp(Big(1), kExpRelErrorLog2) +
                   boost::multiprecision::ldexp(Big(1), -140);
   const int rounds = oai ? 5 : 4;
-  Big gamma = 1 / (pow(1 - u32, rounds) * (1 - eps));
+  // (1 - eps)^-2: the exp error may enter twice (the stable sigmoid e^a / (1 + e^a) for a < 0).
+  Big gamma = 1 / (pow(1 - u32, rounds) * pow(1 - eps, 2));
   if (oai) gamma *= boost::multiprecision::exp(abs(ta) * u32);
   gamma -= 1;
   gamma += boost::multiprecision::ldexp(Big(1), -150);  // the 50-digit exp

@@ -13,6 +13,7 @@
 #include "qconf/conformance/verdict.h"
 #include "qconf/numeric/float_format.h"
 #include "qconf/numeric/fp_ops.h"
+#include "qconf/opt/expert_mlp.h"
 #include "qconf/rng/generators.h"
 #include "qconf/rng/philox.h"
 
@@ -304,6 +305,37 @@ TEST(SwigluQuant, TailRowsComparedWouldFailACorrectPort) {
   conf::Stage s;
   s.expected = k.ref.at("y");  // planted bug: no compared ranges
   EXPECT_EQ(conf::verify_stage(s, y).verdict, Verdict::kFail);
+}
+
+// ---- the fused W8A8 expert MLP (benchmarked) ---------------------------------------------------
+
+TEST(ExpertMlpFused, EqualsGroupedMatmulSwigluQuantThenGroupedMatmulAtEveryThreadCount) {
+  const uint64_t seed = rng::seed_from_string("expert_mlp_test/fused");
+  const int64_t e = 5, m = 23, h = 40, i = 24;
+  const Tensor x = gen::int_tensor(DType::kI8, {m, h}, -128, 127, seed, 0);
+  const Tensor xs = gen::float_tensor(DType::kF32, {m},
+                                      gen::FloatDist::grid(1 << 23, (1 << 24) - 1, -29), seed, 1);
+  const Tensor w13 = gen::int_tensor(DType::kI8, {e, h, 2 * i}, -128, 127, seed, 2);
+  const Tensor s13 = gen::float_tensor(DType::kF32, {e, 2 * i},
+                                       gen::FloatDist::grid(1 << 23, (1 << 24) - 1, -31), seed, 3);
+  const Tensor w2 = gen::int_tensor(DType::kI8, {e, i, h}, -128, 127, seed, 4);
+  const Tensor s2 =
+      gen::float_tensor(DType::kBF16, {e, h}, gen::FloatDist::grid(64, 255, -14), seed, 5);
+  const Tensor gl = i64({4, 4, 11, 19, 23}, {e});
+  const SwigluQuantStages a = opt::npu_grouped_matmul_swiglu_quant(x, w13, gl, s13, xs);
+  GroupedMatmulConfig c;
+  c.group_list_type = GroupListType::kCumsum;
+  c.output_dtype = DType::kBF16;
+  const Tensor want = opt::npu_grouped_matmul(a.y, w2, &s2, &a.scale, nullptr, gl, c).out;
+  const auto p13 = opt::PackedExpertsS8::pack(w13), p2 = opt::PackedExpertsS8::pack(w2);
+  for (int threads : {1, 2}) {
+    Tensor y(DType::kBF16, {m, h});
+    opt::w8a8_expert_mlp(x, xs, p13, s13, p2, s2, gl, y, threads);
+    EXPECT_TRUE(y.bit_equal(want)) << threads;
+  }
+  // Planted bug: the down projection without the per-token scale of the SwiGLU quant.
+  const Tensor no_pertoken = opt::npu_grouped_matmul(a.y, w2, &s2, nullptr, nullptr, gl, c).out;
+  EXPECT_FALSE(no_pertoken.bit_equal(want));
 }
 
 // ---- the optimized kernels pass every golden case
