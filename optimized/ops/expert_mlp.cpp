@@ -19,6 +19,7 @@
 
 #include "qconf/numeric/float_format.h"
 #include "qconf/ops/quant_matmul.h"
+#include "qconf/opt/convert.h"
 #include "qconf/opt/expert_mlp.h"
 #include "qconf/opt/gemm_s8.h"
 
@@ -38,11 +39,36 @@ float swiglu_fast(float a, float b, const SwigluConfig& cfg) {
   return (a / d) * b;
 }
 
-// Quant of one row: identical to ref swiglu_row_quant (pure fp32 ops, no exp).
+float f32_of_bits(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+
+// ref swiglu_code with native IEEE fp32 operations (no FMA: -ffp-contract=off), the fp16 RNE of
+// convert.h, and RINT as nearbyint in the default rounding mode; NaN -> 0, saturation.
+int8_t code_fast(float s, float q, SwigluQuantRounding r) {
+  float y;
+  if (r == SwigluQuantRounding::kDoubleFp16) {
+    const float v = s * (1.0f / q);
+    uint32_t b;
+    std::memcpy(&b, &v, sizeof b);
+    y = f32_of_bits(f16_to_f32(f32_to_f16_rne(b)));  // the first rounding (fp16)
+  } else {
+    y = s / q;
+  }
+  if (std::isnan(y)) return 0;
+  const float c = std::nearbyint(y);  // the (second) RINT; int16 then int8 saturation
+  return static_cast<int8_t>(std::clamp(c, -128.0f, 127.0f));
+}
+
+// Quant of one row: the same numbers as ref swiglu_row_quant.
 void row_quant(const float* s, int64_t h, SwigluQuantRounding r, int8_t* y, float* scale) {
-  const RowQuant q = swiglu_row_quant(s, h, r);
-  std::memcpy(y, q.codes.data(), static_cast<size_t>(h));
-  *scale = q.scale;
+  float amax = 0;
+  for (int64_t j = 0; j < h; ++j) amax = std::max(amax, std::fabs(s[j]));
+  const float q = amax / 127.0f;
+  *scale = q;
+  for (int64_t j = 0; j < h; ++j) y[j] = code_fast(s[j], q, r);
 }
 
 void swiglu_quant_rows(const float* c, int64_t valid_rows, int64_t h, const SwigluConfig& cfg,
