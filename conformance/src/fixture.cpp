@@ -46,6 +46,14 @@ CheckMode parse_check_mode(std::string_view s) {
                               "\" (expected exact, exact_ties, reachable, bounded or special)");
 }
 
+bool Check::is_compared(int64_t i) const {
+  if (compared.empty()) return true;
+  // The last range whose begin is <= i.
+  auto it = std::upper_bound(compared.begin(), compared.end(), i);
+  const size_t pos = static_cast<size_t>(it - compared.begin());
+  return pos % 2 == 1 && i < compared[pos];
+}
+
 std::vector<uint64_t> AcceptSet::bits_for(int64_t i) const {
   auto it = std::lower_bound(index.begin(), index.end(), i);
   if (it == index.end() || *it != i) return {};
@@ -207,13 +215,16 @@ Json check_to_json(const Check& c) {
   }
   if (!c.signed_zero) j["signed_zero"] = false;
   if (c.degenerate_ok) j["degenerate_ok"] = true;
+  if (!c.compared.empty())
+    j["compared"] = tensor_to_json(
+        Tensor::from<int64_t>({static_cast<int64_t>(c.compared.size())}, c.compared));
   return j;
 }
 
 Check check_from_json(const Json& j, const Tensor& expected, const std::string& file,
                       const std::string& cid, const std::string& where) {
-  check_keys(j, {"mode", "accept", "exact", "bound", "signed_zero", "degenerate_ok"}, file, cid,
-             where);
+  check_keys(j, {"mode", "accept", "exact", "bound", "signed_zero", "degenerate_ok", "compared"},
+             file, cid, where);
   Check c;
   try {
     c.mode = parse_check_mode(require_string(j, "mode", file, cid, where));
@@ -274,6 +285,27 @@ Check check_from_json(const Json& j, const Tensor& expected, const std::string& 
             "expected float64" + shape_str(expected.shape()) + ", got " + t->describe());
   } else if (j.contains("exact") || j.contains("bound")) {
     throw FixtureError(file, cid, where, "only bounded checks carry exact and bound");
+  }
+  if (j.contains("compared")) {
+    const std::string w = where + ".compared";
+    Tensor r = tensor_from_json(j.at("compared"), file, cid, w);
+    if (r.dtype() != DType::kI64 || r.rank() != 1 || r.numel() == 0 || r.numel() % 2)
+      throw FixtureError(
+          file, cid, w,
+          "expected a non-empty 1-D int64 tensor of [begin, end) pairs, got " + r.describe());
+    c.compared = r.to_vector<int64_t>();
+    for (size_t k = 0; k < c.compared.size(); k += 2) {
+      const int64_t b = c.compared[k], e = c.compared[k + 1];
+      if (b < 0 || e <= b || e > expected.numel() || (k && b <= c.compared[k - 1]))
+        throw FixtureError(
+            file, cid, w,
+            "expected sorted, disjoint, non-adjacent, non-empty [begin, end) ranges within [0, " +
+                std::to_string(expected.numel()) + "]");
+    }
+    for (int64_t i : c.accept.index)
+      if (!c.is_compared(i))
+        throw FixtureError(file, cid, where + ".accept.index",
+                           "element " + std::to_string(i) + " is listed but not compared");
   }
   return c;
 }

@@ -193,6 +193,60 @@ TEST(FixtureLoader, ValidBoundedCheckLoads) {
   EXPECT_EQ(c.bound->data<double>()[7], 0.5);
 }
 
+Json ranges_json(const std::vector<int64_t>& r) {
+  return tensor_to_json(Tensor::from<int64_t>({static_cast<int64_t>(r.size())}, r));
+}
+
+TEST(FixtureLoader, ComparedRangesLoadAndRoundTrip) {
+  Json j = small_fixture();
+  stage_json(j, 0, 0)["check"]["compared"] = ranges_json({0, 3, 5, 7});
+  Fixture f = fixture_from_text(text_of(j), kFile);
+  const Check& c = f.cases[0].stages[0].check;
+  EXPECT_EQ(c.compared, (std::vector<int64_t>{0, 3, 5, 7}));
+  std::vector<bool> seen;
+  for (int64_t i = 0; i < 8; ++i) seen.push_back(c.is_compared(i));
+  EXPECT_EQ(seen, (std::vector<bool>{true, true, true, false, false, true, true, false}));
+  // Absent: every element compared, and the writer omits the field.
+  EXPECT_TRUE(f.cases[0].stages[1].check.compared.empty());
+  EXPECT_TRUE(f.cases[0].stages[1].check.is_compared(0));
+  EXPECT_EQ(fixture_to_text(fixture_from_text(fixture_to_text(f), kFile)), fixture_to_text(f));
+  EXPECT_THAT(fixture_to_text(f), HasSubstr("\"compared\""));
+  EXPECT_THAT(fixture_to_text(fixture_from_text(text_of(small_fixture()), kFile)),
+              Not(HasSubstr("\"compared\"")));
+}
+
+TEST(FixtureLoader, RejectsMalformedComparedRanges) {
+  const char* field = "stages[0].check.compared";
+  for (const auto& r :
+       std::vector<std::vector<int64_t>>{{0, 3, 5},        // odd: not pairs
+                                         {3, 3},           // empty range
+                                         {4, 2},           // end before begin
+                                         {0, 9},           // beyond numel (8)
+                                         {-1, 2},          // negative
+                                         {0, 4, 2, 6},     // overlapping
+                                         {0, 4, 4, 6}}) {  // adjacent (must be merged)
+    SCOPED_TRACE(testing::PrintToString(r));
+    ExpectEditRejected([&](Json& j) { stage_json(j, 0, 0)["check"]["compared"] = ranges_json(r); },
+                       kCase0, field, {"[begin, end)"});
+  }
+  ExpectEditRejected(
+      [&](Json& j) {
+        stage_json(j, 0, 0)["check"]["compared"] =
+            tensor_to_json(Tensor::from<int32_t>({2}, {0, 4}));
+      },
+      kCase0, field, {"int64"});
+  ExpectEditRejected([&](Json& j) { stage_json(j, 0, 0)["check"]["compared"] = ranges_json({}); },
+                     kCase0, field, {"non-empty"});
+}
+
+TEST(FixtureLoader, RejectsAcceptSetElementOutsideComparedRanges) {
+  Json j = with_accept("reachable");  // lists elements 1 and 6 of stage 0
+  stage_json(j, 0, 0)["check"]["compared"] = ranges_json({0, 4});
+  ExpectRejected(j, kCase0, "stages[0].check.accept.index", {"element 6", "not compared"});
+  stage_json(j, 0, 0)["check"]["compared"] = ranges_json({0, 7});
+  EXPECT_NO_THROW(fixture_from_text(text_of(j), kFile));
+}
+
 TEST(FixtureLoader, EmptyCasesAndEmptyInputsAreAllowed) {
   Json j = small_fixture();
   j["cases"][0]["inputs"] = Json::object();

@@ -505,6 +505,49 @@ TEST(Mistrusted, AWrongResultIsAFailureNotMistrusted) {
 
 // ---- names and formatting ----------------------------------------------------------------------
 
+// ---- compared ranges (unspecified elements) --------------------------------------------------
+
+TEST(VerifyCompared, ElementsOutsideTheRangesAreNeverCompared) {
+  // 3 rows of 2; the last row is unspecified (e.g. GMM tail rows past the group list).
+  for (CheckMode m : {CheckMode::kExact, CheckMode::kReachable, CheckMode::kExactTies}) {
+    SCOPED_TRACE(std::string(check_mode_name(m)));
+    Stage s = make_stage(i32({3, 2}, {1, 2, 3, 4, 0, 0}), m);
+    s.check.compared = {0, 4};
+    EXPECT_EQ(verify_stage(s, i32({3, 2}, {1, 2, 3, 4, 77, -9})).verdict, Verdict::kPass);
+    // A compared element still fails, and the message counts compared elements only.
+    StageResult r = verify_stage(s, i32({3, 2}, {1, 2, 3, 5, 77, -9}));
+    EXPECT_EQ(r.verdict, Verdict::kFail);
+    EXPECT_EQ(r.mismatches, 1);
+    EXPECT_EQ(r.message, "1 of 4 elements differ (" + std::string(check_mode_name(m)) + ")");
+    // Without the ranges the same garbage fails: the field is what makes the tail unspecified.
+    s.check.compared.clear();
+    EXPECT_EQ(verify_stage(s, i32({3, 2}, {1, 2, 3, 4, 77, -9})).verdict, Verdict::kFail);
+  }
+}
+
+TEST(VerifyCompared, BoundedSkipsUnspecifiedElementsIncludingStatistics) {
+  Stage s = make_stage(f32({1, 2, 3, 4}), CheckMode::kBounded);
+  s.check.exact = f64({1, 2, 3, 4});
+  s.check.bound = f64({0.5, 0.5, 0.5, 0.5});
+  s.check.compared = {1, 3};
+  StageResult r = verify_stage(s, f32({100, 2.25f, 3, -100}));
+  EXPECT_EQ(r.verdict, Verdict::kPass) << r.message;
+  EXPECT_EQ(r.stats.elements, 2);
+  EXPECT_DOUBLE_EQ(r.stats.max_err_over_bound, 0.5);
+  EXPECT_EQ(verify_stage(s, f32({1, 2, 3.75f, 4})).verdict, Verdict::kFail);
+}
+
+TEST(VerifyCompared, MistrustCountsOnlyComparedElements) {
+  // 8 compared non-zero elements and 100 unspecified zeros: not degenerate.
+  std::vector<int32_t> v(108, 0);
+  for (int i = 0; i < 8; ++i) v[static_cast<size_t>(i)] = i + 1;
+  Stage s = make_stage(i32({108}, v));
+  EXPECT_EQ(verify_stage(s, s.expected).verdict, Verdict::kMistrusted);
+  s.check.compared = {0, 8};
+  EXPECT_EQ(verify_stage(s, s.expected).verdict, Verdict::kPass);
+  EXPECT_FALSE(is_degenerate(s.expected, s.check));
+}
+
 TEST(VerdictNames, NamesAndFailureSet) {
   EXPECT_EQ(verdict_name(Verdict::kPass), "PASS");
   EXPECT_EQ(verdict_name(Verdict::kFail), "FAIL");

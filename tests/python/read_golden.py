@@ -157,6 +157,13 @@ def check_case(fx, c, ci, file, ids, counts):
             if np.any(np.diff(off) < 2):
                 raise GoldenError(file, cid, wa + ".offsets",
                                   "each listed element needs at least two acceptable values")
+        if "compared" in ck:
+            r = strict_tensor(ck["compared"], file, cid, f"{w}.check.compared")
+            counts["tensors"] += 1
+            if (r.dtype != np.dtype("<i8") or r.ndim != 1 or r.size == 0 or r.size % 2 or
+                    r[0] < 0 or r[-1] > exp.size or np.any(np.diff(r) <= 0)):
+                raise GoldenError(file, cid, f"{w}.check.compared", "expected sorted, disjoint, "
+                                  f"non-empty [begin, end) int64 pairs within [0, {exp.size}]")
         for k in ("exact", "bound"):
             if k in ck:
                 t = strict_tensor(ck[k], file, cid, f"{w}.check.{k}")

@@ -135,6 +135,17 @@ def c_empty_stages(gd, doc):
     write_fixture(gd, INT4PACK, doc)
 
 
+def c_compared_out_of_range(gd, doc):
+    s = first_output(doc)
+    n = 1
+    for d in s["tensor"]["shape"]:
+        n *= d
+    r = [0, n + 1]
+    s["check"]["compared"] = {"dtype": "int64", "shape": [2], "hex": b"".join(
+        x.to_bytes(8, "little", signed=True) for x in r).hex()}
+    write_fixture(gd, INT4PACK, doc)
+
+
 def accept_set(dtype, index, offsets, nvalues):
     size = {"int32": 4, "int8": 1}[dtype]
     i64 = lambda v: {"dtype": "int64", "shape": [len(v)],
@@ -161,6 +172,7 @@ CORRUPTIONS = [
     ("accept set with one value", c_accept_single_value, "at least two acceptable values"),
     ("bounded check without bound", c_bounded_without_bound, "'bound' is a required property"),
     ("no stages", c_empty_stages, "is too short"),
+    ("compared range past numel", c_compared_out_of_range, "[begin, end) int64 pairs"),
 ]
 
 

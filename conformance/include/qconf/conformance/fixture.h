@@ -59,6 +59,11 @@ struct Check {
   std::optional<Tensor> bound;  // kBounded: per-element absolute bound (float64)
   bool signed_zero = true;      // kSpecial/kExact: -0 and +0 differ
   bool degenerate_ok = false;   // an intentionally degenerate output: never MISTRUSTED
+  // Optional "compared" element ranges (flat [begin, end) pairs, sorted, disjoint, non-empty).
+  // Absent (empty): every element is compared. Present: elements outside every range are
+  // unspecified (e.g. rows a kernel never writes) and are never compared, in any mode.
+  std::vector<int64_t> compared;
+  bool is_compared(int64_t i) const;
 };
 
 struct Stage {

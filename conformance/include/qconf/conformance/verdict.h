@@ -23,14 +23,14 @@ std::string_view verdict_name(Verdict v);  // "PASS", "FAIL", ...
 bool verdict_is_failure(Verdict v);        // FAIL, UNIMPLEMENTED, CRASH, TIMEOUT
 
 struct Mismatch {
-  int64_t index;           // flat index
-  std::string coords;      // "[1, 3]"
-  std::string expected;    // printed value (and bits)
+  int64_t index;         // flat index
+  std::string coords;    // "[1, 3]"
+  std::string expected;  // printed value (and bits)
   std::string got;
   std::string difference;  // "3 ulp", "2 codes", "err 1.2e-3 > bound 4.0e-4"
 };
 
-struct StageStats {  // for BOUNDED stages (TOSA dot-product style)
+struct StageStats {               // for BOUNDED stages (TOSA dot-product style)
   double max_err_over_bound = 0;  // max |err|/bound
   double rms_err_over_bound = 0;
   double mean_err_over_bound = 0;  // signed: bias
@@ -55,6 +55,8 @@ StageResult verify_stage(const Stage& stage, const Tensor& got);
 // MISTRUSTED; benchdnn uses 30% by default and 90% for matmul). Intermediates are ignored.
 inline constexpr double kMistrustZeroFraction = 0.9;
 bool is_degenerate(const Tensor& expected);
+// The same over the compared elements of a check only (Check::compared).
+bool is_degenerate(const Tensor& expected, const Check& check);
 
 // Formats element i of t for humans: "-3", "0x3c00 (1.0)", ...
 std::string format_element(const Tensor& t, int64_t i);
