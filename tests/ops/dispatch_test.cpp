@@ -11,6 +11,8 @@
 #include <set>
 #include <vector>
 
+#include "qconf/conformance/op.h"
+#include "qconf/conformance/verdict.h"
 #include "qconf/numeric/float_format.h"
 #include "qconf/ops/dynamic_quant.h"
 #include "qconf/ops/index.h"
@@ -503,6 +505,85 @@ TEST(BadInput, ErrorsNameTheOpAndTheArgument) {
   a.permuted = &t, a.indices = &s;
   EXPECT_THAT(error_of([&] { ref::npu_moe_token_unpermute(a); }),
               HasSubstr("sorted_indices must be a permutation"));
+}
+
+// ---- verdicts on the goldens -----------------------------------------------------------------
+
+// Runs `impl` on every case of `op` whose name starts with `prefix`; returns how many cases it
+// fails (some output stage not PASS) and how many it was run on.
+std::pair<int, int> failures(const std::string& op, const std::string& prefix,
+                             const conf::Kernel& impl) {
+  const conf::OpDef* def = conf::OpRegistry::instance().find(op);
+  EXPECT_NE(def, nullptr) << op;
+  if (!def) return {0, 0};
+  const conf::Fixture fx = conf::generate_fixture(*def);
+  int failed = 0, run = 0;
+  for (const conf::Case& c : fx.cases) {
+    if (c.id.rfind(op + "/" + prefix, 0) != 0) continue;
+    ++run;
+    TensorMap out;
+    impl(c.params, c.inputs, out);
+    bool ok = true;
+    for (const conf::Stage& st : c.stages)
+      if (st.output && out.count(st.name))
+        ok = ok && conf::verify_stage(st, out.at(st.name)).verdict == conf::Verdict::kPass;
+    failed += !ok;
+  }
+  return {failed, run};
+}
+
+TEST(Verdicts, PlantedDispatchBugsFailTheirGoldensAndTheOptimizedKernelsPass) {
+  const conf::OpDef* v2 = conf::OpRegistry::instance().find("npu_moe_init_routing_v2");
+  ASSERT_NE(v2, nullptr);
+  EXPECT_EQ(failures("npu_moe_init_routing_v2", "", v2->optimized).first, 0);
+  // Unstable sort: ties in reverse flat order (the gather form rebuilt from that order).
+  const conf::Kernel unstable = [&](const conf::Params& p, const TensorMap& in, TensorMap& out) {
+    v2->reference(p, in, out);
+    const Tensor& ids = in.at("expert_idx");
+    const int64_t nk = ids.numel();
+    std::vector<int32_t> perm(static_cast<size_t>(nk));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) {
+      const int32_t ia = ids.data<int32_t>()[a], ib = ids.data<int32_t>()[b];
+      return ia != ib ? ia < ib : a > b;
+    });
+    Tensor& eri = out.at("expanded_row_idx");
+    if (eri.numel() != nk) return;
+    std::vector<int32_t> g = eri.to_vector<int32_t>();
+    for (int64_t i = 0; i < nk; ++i)
+      if (g[perm[i]] >= 0) g[perm[i]] = static_cast<int32_t>(i);
+    eri = Tensor::from<int32_t>(eri.shape(), g);
+  };
+  auto [f1, n1] = failures("npu_moe_init_routing_v2", "stable_dup", unstable);
+  EXPECT_GT(n1, 0);
+  EXPECT_EQ(f1, n1);
+  // Inactive rows counted: count-form expert_tokens over every id of the range's width.
+  const conf::Kernel counts_inactive = [&](const conf::Params& p, const TensorMap& in,
+                                           TensorMap& out) {
+    v2->reference(p, in, out);
+    Tensor& et = out.at("expert_tokens");
+    if (et.rank() == 1 && et.numel()) et.data<int64_t>()[0] += 1;
+  };
+  auto [f2, n2] = failures("npu_moe_init_routing_v2", "inactive_range_2_6", counts_inactive);
+  EXPECT_GT(n2, 0);
+  EXPECT_GE(f2, 2);
+  // Finalize: the other index convention fails the convention separators.
+  const conf::OpDef* fin = conf::OpRegistry::instance().find("npu_moe_finalize_routing");
+  ASSERT_NE(fin, nullptr);
+  EXPECT_EQ(failures("npu_moe_finalize_routing", "", fin->optimized).first, 0);
+  const conf::Kernel swapped = [&](const conf::Params& p, const TensorMap& in, TensorMap& out) {
+    conf::Params q = p;
+    q["drop_pad_mode"] = (p["drop_pad_mode"].get<int>() + 2) % 4;
+    fin->optimized(q, in, out);
+  };
+  auto [f3, n3] = failures("npu_moe_finalize_routing", "index_convention", swapped);
+  EXPECT_EQ(n3, 4);
+  EXPECT_EQ(f3, 4);
+  auto [f4, n4] = failures("npu_moe_finalize_routing", "random", swapped);
+  EXPECT_EQ(f4, n4 - 1);  // all but random_*_n1_k1, where both conventions read entry 0
+  const conf::OpDef* un = conf::OpRegistry::instance().find("npu_moe_token_unpermute");
+  ASSERT_NE(un, nullptr);
+  EXPECT_EQ(failures("npu_moe_token_unpermute", "", un->optimized).first, 0);
 }
 
 }  // namespace
