@@ -35,43 +35,108 @@ HWY_BEFORE_NAMESPACE();
 namespace qconf::opt::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// out[0..n) = sum_{k < kk} a[k] * b[k * n + j], summed in increasing k, each step fl(fl(a b) +
-// acc), starting from +0 (so the first step is the rounded product).
-void RowTimesMatrix(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, int64_t kk, int64_t n,
-                    float* HWY_RESTRICT out) {
-  int64_t j = 0;
+// out[r][0..n) = sum_{k < kk} a[r * lda + k] * b[k * n + j] for rows r < rows, summed in
+// increasing k, each step fl(fl(a b) + acc), starting from +0 (so the first step is the rounded
+// product). Four rows at a time share each load of b and give four independent add chains.
+void RowsTimesMatrix(const float* HWY_RESTRICT a, int64_t lda, int64_t rows,
+                     const float* HWY_RESTRICT b, int64_t kk, int64_t n, float* HWY_RESTRICT out) {
+  int64_t r = 0;
 #if HWY_TARGET != HWY_SCALAR
   const hn::ScalableTag<float> d;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
-  for (; j + 4 * L <= n; j += 4 * L) {
-    auto c0 = hn::Zero(d), c1 = hn::Zero(d), c2 = hn::Zero(d), c3 = hn::Zero(d);
-    for (int64_t k = 0; k < kk; ++k) {
-      const auto s = hn::Set(d, a[k]);
-      const float* row = b + k * n + j;
-      c0 = hn::Add(c0, hn::Mul(s, hn::LoadU(d, row)));
-      c1 = hn::Add(c1, hn::Mul(s, hn::LoadU(d, row + L)));
-      c2 = hn::Add(c2, hn::Mul(s, hn::LoadU(d, row + 2 * L)));
-      c3 = hn::Add(c3, hn::Mul(s, hn::LoadU(d, row + 3 * L)));
+  for (; r + 4 <= rows; r += 4) {
+    const float* a0 = a + r * lda;
+    int64_t j = 0;
+    for (; j + L <= n; j += L) {
+      auto c0 = hn::Zero(d), c1 = hn::Zero(d), c2 = hn::Zero(d), c3 = hn::Zero(d);
+      for (int64_t k = 0; k < kk; ++k) {
+        const auto v = hn::LoadU(d, b + k * n + j);
+        c0 = hn::Add(c0, hn::Mul(hn::Set(d, a0[k]), v));
+        c1 = hn::Add(c1, hn::Mul(hn::Set(d, a0[lda + k]), v));
+        c2 = hn::Add(c2, hn::Mul(hn::Set(d, a0[2 * lda + k]), v));
+        c3 = hn::Add(c3, hn::Mul(hn::Set(d, a0[3 * lda + k]), v));
+      }
+      hn::StoreU(c0, d, out + r * n + j);
+      hn::StoreU(c1, d, out + (r + 1) * n + j);
+      hn::StoreU(c2, d, out + (r + 2) * n + j);
+      hn::StoreU(c3, d, out + (r + 3) * n + j);
     }
-    hn::StoreU(c0, d, out + j);
-    hn::StoreU(c1, d, out + j + L);
-    hn::StoreU(c2, d, out + j + 2 * L);
-    hn::StoreU(c3, d, out + j + 3 * L);
+    for (; j < n; ++j)
+      for (int64_t q = 0; q < 4; ++q) {
+        float c = 0.0f;
+        for (int64_t k = 0; k < kk; ++k) {
+          const float p = a0[q * lda + k] * b[k * n + j];
+          c = c + p;
+        }
+        out[(r + q) * n + j] = c;
+      }
   }
-  for (; j + L <= n; j += L) {
-    auto c0 = hn::Zero(d);
-    for (int64_t k = 0; k < kk; ++k)
-      c0 = hn::Add(c0, hn::Mul(hn::Set(d, a[k]), hn::LoadU(d, b + k * n + j)));
-    hn::StoreU(c0, d, out + j);
+  for (; r < rows; ++r) {
+    int64_t j = 0;
+    for (; j + L <= n; j += L) {
+      auto c0 = hn::Zero(d);
+      for (int64_t k = 0; k < kk; ++k)
+        c0 = hn::Add(c0, hn::Mul(hn::Set(d, a[r * lda + k]), hn::LoadU(d, b + k * n + j)));
+      hn::StoreU(c0, d, out + r * n + j);
+    }
+    for (; j < n; ++j) {
+      float c = 0.0f;
+      for (int64_t k = 0; k < kk; ++k) {
+        const float p = a[r * lda + k] * b[k * n + j];
+        c = c + p;
+      }
+      out[r * n + j] = c;
+    }
+  }
+#else
+  for (; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      float c = 0.0f;
+      for (int64_t k = 0; k < kk; ++k) {
+        const float p = a[r * lda + k] * b[k * n + j];
+        c = c + p;
+      }
+      out[r * n + j] = c;
+    }
+#endif
+}
+
+// v[i] = fl32(x[i] * mult).
+void ScaleBy(const float* HWY_RESTRICT x, float mult, int64_t n, float* HWY_RESTRICT v) {
+  int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<float> d;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  const auto m = hn::Set(d, mult);
+  for (; i + L <= n; i += L) hn::StoreU(hn::Mul(hn::LoadU(d, x + i), m), d, v + i);
+#endif
+  for (; i < n; ++i) v[i] = x[i] * mult;
+}
+
+// codes[i] = clamp(RINT(h[i]) or TRUNC(h[i]), -8, 7), NaN -> 0 (h: fp16 values widened).
+void ToInt4(const float* HWY_RESTRICT h, int rint, int64_t n, int32_t* HWY_RESTRICT codes) {
+  int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  const auto lo = hn::Set(d, -8.0f), hi = hn::Set(d, 7.0f);
+  for (; i + L <= n; i += L) {
+    const auto x = hn::LoadU(d, h + i);
+    auto r = rint ? hn::Round(x) : hn::Trunc(x);
+    r = hn::IfThenElse(hn::IsNaN(r), hn::Zero(d), r);
+    r = hn::Min(hn::Max(r, lo), hi);
+    hn::StoreU(hn::ConvertTo(di, r), di, codes + i);
   }
 #endif
-  for (; j < n; ++j) {
-    float c = 0.0f;
-    for (int64_t k = 0; k < kk; ++k) {
-      const float p = a[k] * b[k * n + j];
-      c = c + p;
+  for (; i < n; ++i) {
+    const float x = h[i];
+    if (std::isnan(x)) {
+      codes[i] = 0;
+      continue;
     }
-    out[j] = c;
+    const float r = rint ? std::nearbyint(x) : std::trunc(x);
+    codes[i] = static_cast<int32_t>(std::clamp(r, -8.0f, 7.0f));
   }
 }
 
@@ -81,7 +146,9 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace qconf {
 namespace opt {
-HWY_EXPORT(RowTimesMatrix);
+HWY_EXPORT(RowsTimesMatrix);
+HWY_EXPORT(ScaleBy);
+HWY_EXPORT(ToInt4);
 
 namespace {
 
@@ -118,12 +185,6 @@ float multiplier(float amax, float clip, KronFormula f) {
 float scale_of(float amax, float clip, KronFormula f) {
   return f == KronFormula::kKernel ? (amax * clip) / 7.0f : amax / (7.0f * clip);
 }
-int32_t code_of(float x2, float mult, KronFormula f) {
-  const float h = bits_f(f16_to_f32(f32_to_f16_rne(f_bits(x2 * mult))));
-  if (std::isnan(h)) return 0;
-  const float r = f == KronFormula::kKernel ? std::nearbyint(h) : std::trunc(h);
-  return static_cast<int32_t>(std::clamp(r, -8.0f, 7.0f));
-}
 
 struct Scratch {
   std::vector<float> xf, acc, x1f;
@@ -154,7 +215,9 @@ KronQuantStages npu_kronecker_quant(const Tensor& x, const Tensor& p1, const Ten
   const uint16_t* xin = x.data<uint16_t>();
   int32_t* out = st.out.data<int32_t>();
   uint32_t* scale = st.quant_scale.data<uint32_t>();
-  const auto row_times = HWY_DYNAMIC_DISPATCH(RowTimesMatrix);
+  const auto rows_times = HWY_DYNAMIC_DISPATCH(RowsTimesMatrix);
+  const auto scale_by = HWY_DYNAMIC_DISPATCH(ScaleBy);
+  const auto to_int4 = HWY_DYNAMIC_DISPATCH(ToInt4);
   // Chunks of tokens of about 256 KiB of input each (a fixed partition: results per token).
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / tok);
   parallel_for(
@@ -169,15 +232,13 @@ KronQuantStages npu_kronecker_quant(const Tensor& x, const Tensor& p1, const Ten
         for (int64_t t = b; t < e; ++t) {
           widen(s.xdt, xin + t * tok, w.xf.data(), tok);
           // Step 1: x' = x @ P2, rounded to the input dtype.
-          for (int64_t i = 0; i < s.m; ++i)
-            row_times(w.xf.data() + i * s.n, p2f.data(), s.n, s.n, w.acc.data() + i * s.n);
+          rows_times(w.xf.data(), s.n, s.m, p2f.data(), s.n, s.n, w.acc.data());
           narrow(s.xdt, w.acc.data(), w.h.data(), tok);
           if (intermediates)
             std::memcpy(st.x_p2.data<uint16_t>() + t * tok, w.h.data(), size_t(tok) * 2);
           widen(s.xdt, w.h.data(), w.x1f.data(), tok);
           // Step 2: x'' = P1 @ x', rounded to fp16.
-          for (int64_t i = 0; i < s.m; ++i)
-            row_times(p1f.data() + i * s.m, w.x1f.data(), s.m, s.n, w.acc.data() + i * s.n);
+          rows_times(p1f.data(), s.m, s.m, w.x1f.data(), s.m, s.n, w.acc.data());
           narrow(DType::kF16, w.acc.data(), w.h.data(), tok);
           if (intermediates)
             std::memcpy(st.x_p1.data<uint16_t>() + t * tok, w.h.data(), size_t(tok) * 2);
@@ -193,8 +254,11 @@ KronQuantStages npu_kronecker_quant(const Tensor& x, const Tensor& p1, const Ten
           if (nan) amax = bits_f(0x7FC00000u);
           const float mult = multiplier(amax, clip, formula);
           scale[t] = f_bits(scale_of(amax, clip, formula));
-          for (int64_t i = 0; i < tok; ++i)
-            w.codes[size_t(i)] = code_of(w.xf[size_t(i)], mult, formula);
+          // Step 6: fp32 product, fp16 RNE (convert.h, exact), RINT / TRUNC, saturate.
+          scale_by(w.xf.data(), mult, tok, w.acc.data());
+          f32_to_f16_rne(reinterpret_cast<const uint32_t*>(w.acc.data()), w.h.data(), size_t(tok));
+          f16_to_f32(w.h.data(), reinterpret_cast<uint32_t*>(w.acc.data()), size_t(tok));
+          to_int4(w.acc.data(), formula == KronFormula::kKernel ? 1 : 0, tok, w.codes.data());
           if (intermediates) {
             st.amax.data<uint32_t>()[t] = f_bits(amax);
             for (int64_t i = 0; i < tok; ++i)

@@ -276,7 +276,13 @@ uint64_t from_ordinal(const num::FloatFormat& f, int64_t o) {
 // Every value of format f from lo to hi (both zeros where the range reaches 0), nominal first.
 std::vector<uint64_t> values_between(const num::FloatFormat& f, const Rounded& r) {
   std::vector<uint64_t> v{r.nom};
-  if (r.lo == r.hi) return v;
+  // A zero sum: +0 from a sum starting at +0 (RNE), -0 when every term is -0 and the
+  // accumulation starts from the first term. Both are legitimate.
+  const bool zero = (r.nom & ~num::sign_mask(f)) == 0;
+  if (r.lo == r.hi) {
+    if (zero) v.push_back(r.nom ^ num::sign_mask(f));
+    return v;
+  }
   const int64_t a = num::ordinal(f, r.lo), b = num::ordinal(f, r.hi);
   if (b - a > 4096) indeterminate("a reachable range of more than 4096 values");
   for (int64_t o = a; o <= b; ++o) {
