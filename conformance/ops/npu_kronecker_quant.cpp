@@ -56,6 +56,14 @@ std::map<std::string, Note> notes() {
         "bf16 input, P1 mixes rows with weight 2^-9: x'' needs fp16's 10 mantissa bits (the kernel "
         "rounds x'' to fp16 even for bf16 inputs).",
         "Rounding x'' to bf16 changes x_p1 and codes."}},
+      {"NonFinite",
+       {"EDGE_CASE",
+        "A token with an Inf input (x' and x'' become +-Inf: amax Inf, mult 0, codes 0 since "
+        "Inf * 0 = NaN -> 0 and finite * 0 = 0, scale Inf) and one with a NaN (NaN everywhere, "
+        "amax and scale NaN, codes 0); the third token is ordinary. NaN signs are open (both "
+        "accepted). [inf: the kernel's `tmpMax != tmpMax` check propagates NaN (notes §4); "
+        "the NaN -> 0 and saturating casts follow notes §0.]",
+        "A port that skips NaN in the max, or wraps Inf codes, fails."}},
       {"FlatQuant",
        {"BASIC",
         "vllm-ascend W4A4_FLATQUANT_DYNAMIC shapes (K = 1024 -> 32 x 32, K = 768 -> 24 x 32) with "
@@ -190,6 +198,18 @@ std::vector<CaseSpec> cases() {
           "mantissa; every sum exact",
           {"Fp16Intermediate"}, params(),
           inputs(std::move(x), std::move(p1), identity(DType::kBF16, 8), 1.0f));
+  }
+  // ---- non-finite inputs ----
+  {
+    Tensor x = gen::float_tensor(DType::kF16, {3, 2, 8}, gen::FloatDist::normal(0), seed, 40);
+    x.data<uint16_t>()[3] = 0x7C00;       // token 0: +Inf
+    x.data<uint16_t>()[16 + 9] = 0x7E00;  // token 1: NaN
+    b.add("nonfinite_tokens_fp16",
+          "token 0 holds +Inf (x'' all +-Inf: scale Inf, codes 0), token 1 a NaN (scale NaN, "
+          "codes 0), token 2 ordinary",
+          {"NonFinite"}, params(),
+          inputs(std::move(x), ref::householder_orthogonal(DType::kF16, 2, 2, seed, 41),
+                 ref::householder_orthogonal(DType::kF16, 8, 3, seed, 42), 1.0f));
   }
   // ---- vllm-ascend shapes ----
   b.add("flatquant_k1024_fp16", "K = 1024 -> 32 x 32, Householder transforms, 2 tokens",

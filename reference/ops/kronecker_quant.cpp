@@ -280,7 +280,9 @@ std::vector<uint64_t> values_between(const num::FloatFormat& f, const Rounded& r
   // accumulation starts from the first term. Both are legitimate.
   const bool zero = (r.nom & ~num::sign_mask(f)) == 0;
   if (r.lo == r.hi) {
-    if (zero) v.push_back(r.nom ^ num::sign_mask(f));
+    // NaN: IEEE leaves the sign of a default NaN open (x86 produces a negative one for
+    // Inf * 0); the payload is the canonical quiet one either way.
+    if (zero || num::is_nan(f, r.nom)) v.push_back(r.nom ^ num::sign_mask(f));
     return v;
   }
   const int64_t a = num::ordinal(f, r.lo), b = num::ordinal(f, r.hi);
@@ -451,7 +453,9 @@ KronQuantReach npu_kronecker_quant_reachable(const Tensor& x, const Tensor& p1, 
     for (int64_t i = 0; i < tok; ++i) rs.x_p1.add(t * tok + i, r.x2set[size_t(i)]);
     // amax: |v| of any reachable x'' that is >= every element's smallest reachable magnitude.
     std::vector<uint64_t> amaxes{r.amax};
-    if (!num::is_nan(num::kF32, r.amax)) {
+    if (num::is_nan(num::kF32, r.amax)) {
+      amaxes.push_back(r.amax ^ num::sign_mask(num::kF32));  // either NaN sign (see above)
+    } else {
       double floor_mag = 0;
       for (const auto& set : r.x2set) {
         double mn = std::numeric_limits<double>::infinity();

@@ -153,8 +153,8 @@ TEST(NpuKroneckerQuant, PlantedBugsLeaveTheReachableSets) {
 TEST(NpuKroneckerQuant, DoubleRoundingThroughFp16DecidesTheCode) {
   // amax = 4, clip 1, mult = 1.75: x'' = 1.4287109375 gives 2.500244140625 in fp32 -> fp16 2.5
   // -> RINT 2 (straight to an integer: 3); x'' = 2 gives 3.5 -> RINT 4 (TRUNC: 3).
-  std::vector<uint16_t> xv{num::f32_to_f16(4.0f), num::f32_to_f16(1.4287109375f),
-                           num::f32_to_f16(2.0f), 0, 0, 0, 0, 0};
+  std::vector<uint16_t> xv{
+      num::f32_to_f16(4.0f), num::f32_to_f16(1.4287109375f), num::f32_to_f16(2.0f), 0, 0, 0, 0, 0};
   const Tensor x = Tensor::from<uint16_t>(DType::kF16, {1, 1, 8}, xv);
   std::vector<uint16_t> id(64, 0);
   for (int i = 0; i < 8; ++i) id[size_t(i * 9)] = num::f32_to_f16(1.0f);
@@ -177,6 +177,26 @@ TEST(NpuKroneckerQuant, DoubleRoundingThroughFp16DecidesTheCode) {
   EXPECT_TRUE(reach.codes.index.empty()) << "identity transforms: every stage has one value";
   EXPECT_TRUE(
       opt::npu_kronecker_quant(x, p1, p2, clip_t(1.0f), KronFormula::kKernel).out.bit_equal(k.out));
+}
+
+TEST(NpuKroneckerQuant, InfAndNanTokensGiveZeroCodesAndInfOrNanScales) {
+  Inputs in = make_inputs("nonfinite", DType::kBF16, 3, 2, 8, 1.0f, true);
+  in.x.data<uint16_t>()[5] = 0xFF80;       // token 0: -Inf
+  in.x.data<uint16_t>()[16 + 2] = 0x7FC0;  // token 1: NaN
+  const KronQuantStages r =
+      ref::npu_kronecker_quant(in.x, in.p1, in.p2, in.clip, KronFormula::kKernel);
+  const KronQuantReach reach =
+      ref::npu_kronecker_quant_reachable(in.x, in.p1, in.p2, in.clip, KronFormula::kKernel);
+  const KronQuantStages o =
+      opt::npu_kronecker_quant(in.x, in.p1, in.p2, in.clip, KronFormula::kKernel, true);
+  EXPECT_TRUE(num::is_inf(num::kF32, r.quant_scale.data<uint32_t>()[0]));
+  EXPECT_TRUE(num::is_nan(num::kF32, r.quant_scale.data<uint32_t>()[1]));
+  EXPECT_FALSE(num::is_nan(num::kF32, r.quant_scale.data<uint32_t>()[2]));
+  for (int64_t i = 0; i < 32; ++i) EXPECT_EQ(r.codes.data<int8_t>()[i], 0) << i;
+  EXPECT_EQ(outside(o.x_p1, r.x_p1, reach.x_p1), 0);
+  EXPECT_EQ(outside(o.amax, r.amax, reach.amax), 0);
+  EXPECT_EQ(outside(o.quant_scale, r.quant_scale, reach.quant_scale), 0);
+  EXPECT_EQ(outside(o.out, r.out, reach.out), 0);
 }
 
 TEST(NpuKroneckerQuant, OptimizedIsBitIdenticalAcrossThreadCounts) {
