@@ -130,8 +130,7 @@ std::vector<CaseSpec> cases() {
   b.add("decompose_k128_fp16", "K = 128 -> (L, R) = (8, 16), N = 16, no bias", {"DecomposeDim"},
         params(), random_inputs("decompose_k128_fp16", {DType::kF16, 3, 128, 16, 1.0f, false}));
   b.add("decompose_k384_bf16_bias", "K = 384 -> (16, 24), bf16, bias", {"DecomposeDim", "Bias"},
-        params(),
-        random_inputs("decompose_k384_bf16_bias", {DType::kBF16, 2, 384, 8, 1.0f, true}));
+        params(), random_inputs("decompose_k384_bf16_bias", {DType::kBF16, 2, 384, 8, 1.0f, true}));
   b.add("left_transpose_k64_fp16",
         "K = 64 -> (8, 8), left_trans a non-symmetric grid matrix (P1 = left_trans^T)",
         {"LeftTranspose"}, params(),
