@@ -3,18 +3,22 @@
 //   qconf run --impl reference|optimized [--filter GLOB] [--json FILE] [--junit FILE] [--shard i/n]
 //   qconf golden generate|verify
 //   qconf describe CASE_ID
+//   qconf identify-format PRODUCED [--input FILE] [--offset FILE]
 // Exit codes: 0 success, 1 a FAIL/CRASH/TIMEOUT/UNIMPLEMENTED verdict or golden drift,
-// 2 bad usage or a fixture that cannot be loaded.
+// 2 bad usage or a fixture that cannot be loaded. identify-format: 0 one encoding identified,
+// 1 none, 3 ambiguous (several remain), 2 bad usage or unreadable input.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "qconf/conformance/exchange.h"
 #include "qconf/conformance/golden.h"
 #include "qconf/conformance/identify.h"
+#include "qconf/conformance/identify_format.h"
 #include "qconf/conformance/op.h"
 #include "qconf/conformance/runner.h"
 
@@ -195,6 +199,25 @@ int main(int argc, char** argv) {
   ident->add_option("--impl", ident_impl, "reference | optimized | plugin:PATH.so")->required();
   ident->add_option("--filter", ident_filter, "comma-separated globs over case ids");
 
+  auto* fmt =
+      app.add_subcommand("identify-format",
+                         "which documented packing / scale encoding produced a tensor (exit 0 "
+                         "identified, 1 none, 3 ambiguous, 2 usage)");
+  std::string fmt_produced, fmt_input, fmt_offset;
+  std::string fmt_pdtype, fmt_pshape, fmt_idtype, fmt_ishape;
+  fmt->add_option("produced", fmt_produced,
+                  "the packed int32 words or int64 scale words (.json tensor, .npy or raw .bin)")
+      ->required();
+  fmt->add_option("--input", fmt_input,
+                  "the logical input: int weight (int8/int32), W4A16 compressed-tensors words, "
+                  "or float scales; without it only consistency with the words is checked");
+  fmt->add_option("--offset", fmt_offset,
+                  "float32 offsets given to npu_trans_quant_param (raw files: float32)");
+  fmt->add_option("--produced-dtype", fmt_pdtype, "dtype of a raw PRODUCED file (e.g. int32)");
+  fmt->add_option("--produced-shape", fmt_pshape, "shape of a raw PRODUCED file, e.g. 4,2");
+  fmt->add_option("--input-dtype", fmt_idtype, "dtype of a raw --input file (e.g. int8)");
+  fmt->add_option("--input-shape", fmt_ishape, "shape of a raw --input file, e.g. 4,16");
+
   auto* describe = app.add_subcommand("describe", "print a case, its flags and what they test");
   std::string case_id;
   describe->add_option("case_id", case_id, "a case id from `qconf list cases`")->required();
@@ -224,6 +247,31 @@ int main(int argc, char** argv) {
       Implementation impl = builtin_implementation(ident_impl);
       std::fputs(identity_report(identify(fixtures, impl, o)).c_str(), stdout);
       return 0;
+    }
+    if (*fmt) {
+      auto opt = [](const std::string& s) {
+        return s.empty() ? std::nullopt : std::optional<std::string>(s);
+      };
+      std::optional<Tensor> input, offset;
+      try {
+        const Tensor produced = load_tensor_file(fmt_produced, opt(fmt_pdtype), opt(fmt_pshape));
+        if (!fmt_input.empty())
+          input = load_tensor_file(fmt_input, opt(fmt_idtype), opt(fmt_ishape));
+        else if (!fmt_idtype.empty() || !fmt_ishape.empty())
+          throw std::invalid_argument("--input-dtype/--input-shape given without --input");
+        if (!fmt_offset.empty()) {
+          const bool raw = fmt_offset.find(".json") == std::string::npos &&
+                           fmt_offset.find(".npy") == std::string::npos;
+          offset = load_tensor_file(fmt_offset, raw ? opt("float32") : std::nullopt, std::nullopt);
+        }
+        const FormatIdentification id =
+            identify_format(produced, input ? &*input : nullptr, offset ? &*offset : nullptr);
+        std::fputs(format_identification_report(id).c_str(), stdout);
+        return static_cast<int>(id.outcome);
+      } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "qconf identify-format: %s\n", e.what());
+        return 2;
+      }
     }
     if (*exp) {
       auto fixtures = load_golden_dir(golden_dir);

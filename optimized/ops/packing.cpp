@@ -304,8 +304,9 @@ HWY_INLINE void TransposeTiles(D d, const uint8_t* src, int64_t a, int64_t b, in
 // src[r * b + c]). mode 0: plain bytes (msModelSlim). mode 1 (LLM-Compressor): src is the int4
 // weight [2a, b] and source row j is the nibble pair (w[2j+1] << 4) | (w[2j] & 0xF). Full 16x16
 // tiles by SIMD, edges scalar.
-void PkTransposeBand(const uint8_t* HWY_RESTRICT src, int64_t a, int64_t b, int64_t r0, int64_t r1,
-                     int mode, uint8_t* HWY_RESTRICT dst) {
+// Columns [c_begin, b) only (c_begin a multiple of 16: the 64-row kernel below did the rest).
+void TransposeBandFrom(const uint8_t* HWY_RESTRICT src, int64_t a, int64_t b, int64_t r0,
+                       int64_t r1, int mode, int64_t c_begin, uint8_t* HWY_RESTRICT dst) {
   auto at = [&](int64_t r, int64_t c) -> uint8_t {
     if (mode == 0) return src[r * b + c];
     return static_cast<uint8_t>((src[(2 * r + 1) * b + c] << 4) | (src[2 * r * b + c] & 0x0F));
@@ -317,7 +318,7 @@ void PkTransposeBand(const uint8_t* HWY_RESTRICT src, int64_t a, int64_t b, int6
   const bool wide = hn::Lanes(d2) == 32;
   // 64-column blocks: the source and destination lines of a block are finished before the
   // next block starts.
-  for (int64_t cb = 0; cb < ct; cb += 64) {
+  for (int64_t cb = c_begin; cb < ct; cb += 64) {
     const int64_t ce = std::min(ct, cb + 64);
     if (cb + 64 < ct)  // the next block's source lines: 128 (or 256) streams defeat the prefetcher
       for (int64_t r = r0; r < rt; ++r) {
@@ -342,10 +343,11 @@ void PkTransposeBand(const uint8_t* HWY_RESTRICT src, int64_t a, int64_t b, int6
   (void)ct;
 #endif
   for (int64_t r = r0; r < r1; ++r)  // the right edge (columns >= ct) of every row
-    for (int64_t c = (r < rt ? ct : 0); c < b; ++c) dst[c * a + r] = at(r, c);
+    for (int64_t c = (r < rt ? std::max(ct, c_begin) : c_begin); c < b; ++c)
+      dst[c * a + r] = at(r, c);
 #if HWY_TARGET == HWY_SCALAR
   for (int64_t r = r0; r < rt; ++r)
-    for (int64_t c = 0; c < ct; ++c) dst[c * a + r] = at(r, c);
+    for (int64_t c = c_begin; c < ct; ++c) dst[c * a + r] = at(r, c);
 #endif
 }
 
@@ -388,8 +390,9 @@ HWY_INLINE void ChainTiles(D d, const uint8_t* in, int64_t mb, int64_t ob, int64
 // are bytes B[n][m] (m < 4kw) holding nibbles k = 2m (low) and 2m + 1 (high). Transposing the
 // bytes gives C[m][n]; output row 2m takes the low nibbles of C[m][2p], C[m][2p+1] and row
 // 2m + 1 the high ones; every nibble is XORed with 8 (offset binary -> two's complement).
-void PkChainBand(const uint8_t* HWY_RESTRICT in, int64_t n, int64_t kw, int64_t n0, int64_t n1,
-                 uint8_t* HWY_RESTRICT out) {
+// Input bytes [m_begin, 4kw) only (m_begin a multiple of 16: the 128-row kernel did the rest).
+void ChainBandFrom(const uint8_t* HWY_RESTRICT in, int64_t n, int64_t kw, int64_t n0, int64_t n1,
+                   int64_t m_begin, uint8_t* HWY_RESTRICT out) {
   const int64_t mb = 4 * kw, ob = n / 2;  // bytes per input row, per output row
   auto nib = [&](int64_t r, int64_t k) {  // input nibble (n = r, k), as offset binary
     return (in[r * mb + k / 2] >> (4 * (k & 1))) & 0xF;
@@ -402,7 +405,7 @@ void PkChainBand(const uint8_t* HWY_RESTRICT in, int64_t n, int64_t kw, int64_t 
   // 64-byte column blocks with the next block's source lines prefetched; inside a block,
   // column tiles outer and row tiles inner (see PkTransposeBand): with 128-row bands each output
   // row receives 64 contiguous bytes from consecutive tiles.
-  for (int64_t mb0 = 0; mb0 < mt; mb0 += 64) {
+  for (int64_t mb0 = m_begin; mb0 < mt; mb0 += 64) {
     const int64_t me = std::min(mt, mb0 + 64);
     if (mb0 + 64 < mt)
       for (int64_t r = n0; r < rt; ++r) __builtin_prefetch(in + r * mb + mb0 + 64);
@@ -420,12 +423,200 @@ void PkChainBand(const uint8_t* HWY_RESTRICT in, int64_t n, int64_t kw, int64_t 
   // Edges (and everything on the scalar target): nibble by nibble, pairs of rows.
   for (int64_t r = n0; r < n1; r += 2)
 #if HWY_TARGET != HWY_SCALAR
-    for (int64_t k = r < rt ? 2 * mt : 0; k < 8 * kw; ++k)
+    for (int64_t k = r < rt ? 2 * std::max(mt, m_begin) : 2 * m_begin; k < 8 * kw; ++k)
 #else
-    for (int64_t k = 0; k < 8 * kw; ++k)
+    for (int64_t k = 2 * m_begin; k < 8 * kw; ++k)
 #endif
       out[k * ob + r / 2] =
           static_cast<uint8_t>(((nib(r, k) ^ 8) & 0xF) | (((nib(r + 1, k) ^ 8) & 0xF) << 4));
+}
+
+// ---- 64x64 byte blocks with whole-line stores (AVX-512) ----------------------------------------
+// The transposing packers are memory bound: what matters is that every source line fetched and
+// every destination line written is used whole, that the next source lines are in flight while
+// a block is transposed, and (for outputs larger than the caches) that destination lines are
+// written with streaming stores, which skip the read-for-ownership a normal store costs. A block
+// is 64 source rows x 64 bytes: four 16-row groups, each transposed as four 16x16 tiles in the
+// 128-bit blocks of a 512-bit vector (Transpose16x16), then a 4x4 transpose of 128-bit blocks
+// across the groups assembles 64-byte destination lines.
+#undef QCONF_PK_BLOCK64  // this file is compiled once per target: decide afresh each time
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+#define QCONF_PK_BLOCK64 1
+// Bytes per source row fetched ahead at a time, and 64-row groups (128-row for the W4A16 chain)
+// transposed side by side, so that every destination row receives kGroups whole lines in a row.
+// Runs of 512 bytes on both sides measured best on the Zen 4 machine (256: slower).
+constexpr int kGroups = 8;
+constexpr int64_t kTileBytes = 512;
+
+// out[h] block g = in[g] block h (128-bit blocks).
+HWY_INLINE void Transpose4x4Blocks(__m512i v[4]) {
+  const __m512i t0 = _mm512_shuffle_i64x2(v[0], v[1], 0x44);  // v0.b0 v0.b1 v1.b0 v1.b1
+  const __m512i t1 = _mm512_shuffle_i64x2(v[0], v[1], 0xEE);  // v0.b2 v0.b3 v1.b2 v1.b3
+  const __m512i t2 = _mm512_shuffle_i64x2(v[2], v[3], 0x44);
+  const __m512i t3 = _mm512_shuffle_i64x2(v[2], v[3], 0xEE);
+  v[0] = _mm512_shuffle_i64x2(t0, t2, 0x88);  // v0.b0 v1.b0 v2.b0 v3.b0
+  v[1] = _mm512_shuffle_i64x2(t0, t2, 0xDD);
+  v[2] = _mm512_shuffle_i64x2(t1, t3, 0x88);
+  v[3] = _mm512_shuffle_i64x2(t1, t3, 0xDD);
+}
+
+HWY_INLINE void StoreLine(__m512i v, uint8_t* p, bool stream) {
+  if (stream)
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(p), v);
+  else
+    _mm512_storeu_si512(p, v);
+}
+
+// The 64x64 byte block at source row r, column c, transposed: lines[j] = destination line
+// c + j, bytes r .. r + 63 (source column c + j of rows r .. r + 63). `row(i)` loads source row
+// r + i, bytes c .. c + 63, as a 512-bit vector (plain bytes, merged nibble pairs, ...).
+template <class LoadRow>
+HWY_INLINE void Block64(const LoadRow& row, __m512i lines[64]) {
+  const hn::Full512<uint8_t> d;
+  alignas(64) uint8_t tmp[4][16][64];
+  for (int g = 0; g < 4; ++g) {
+    hn::Vec<decltype(d)> v[16];
+    for (int i = 0; i < 16; ++i) v[i] = row(16 * g + i);
+    Transpose16x16(d, v);  // block h of v[i]: destination line 16h + i, bytes 16g .. 16g + 15
+    for (int i = 0; i < 16; ++i) hn::Store(v[i], d, tmp[g][i]);
+  }
+  for (int i = 0; i < 16; ++i) {
+    __m512i q[4];
+    for (int g = 0; g < 4; ++g) q[g] = _mm512_load_si512(tmp[g][i]);
+    Transpose4x4Blocks(q);
+    for (int h = 0; h < 4; ++h) lines[16 * h + i] = q[h];
+  }
+}
+#endif
+
+// W4A8 transposes (mode as in TransposeBandFrom) of source rows [r0, r1): 64-row groups by
+// 64x64 blocks walking along the source rows, the rest by TransposeBandFrom.
+void PkTransposeBand(const uint8_t* HWY_RESTRICT src, int64_t a, int64_t b, int64_t r0, int64_t r1,
+                     int mode, bool stream, uint8_t* HWY_RESTRICT dst) {
+#ifdef QCONF_PK_BLOCK64
+  const int64_t cb = b / 64 * 64;
+  stream = stream && a % 64 == 0 && r0 % 64 == 0 && reinterpret_cast<uintptr_t>(dst) % 64 == 0;
+  const __m512i m0f = _mm512_set1_epi8(0x0F);
+  int64_t r = r0;
+  while (r + 64 <= r1 && cb > 0) {
+    // Up to kGroups 64-row groups side by side (longer runs for the memory controller).
+    const int64_t groups = std::min<int64_t>(kGroups, (r1 - r) / 64), rows = 64 * groups;
+    for (int64_t c = 0; c < cb; c += 64) {
+      // Source lines are fetched in tiles of kTileBytes per row (runs the memory controller
+      // serves well), one tile ahead, into L2 (the L1 cannot hold a tile).
+      if (c % kTileBytes == 0) {
+        const int64_t p0 = c == 0 ? 0 : c + kTileBytes, p1 = std::min(cb, c + 2 * kTileBytes);
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t cp = p0; cp < p1; cp += 64) {
+            if (mode == 0) {
+              __builtin_prefetch(src + (r + i) * b + cp, 0, 2);
+            } else {
+              __builtin_prefetch(src + 2 * (r + i) * b + cp, 0, 2);
+              __builtin_prefetch(src + (2 * (r + i) + 1) * b + cp, 0, 2);
+            }
+          }
+      }
+      alignas(64) __m512i lines[kGroups][64];  // 32 KiB: the block row, transposed
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t rg = r + 64 * g;
+        if (mode == 0) {
+          Block64(
+              [&](int i) {
+                return hn::Vec<hn::Full512<uint8_t>>{_mm512_loadu_si512(src + (rg + i) * b + c)};
+              },
+              lines[g]);
+        } else {
+          Block64(
+              [&](int i) {
+                const __m512i even = _mm512_loadu_si512(src + 2 * (rg + i) * b + c);
+                const __m512i odd = _mm512_loadu_si512(src + (2 * (rg + i) + 1) * b + c);
+                // (odd << 4) | (even & 0xF) per byte: bits 4..7 from odd, 0..3 from even.
+                return hn::Vec<hn::Full512<uint8_t>>{
+                    _mm512_ternarylogic_epi32(_mm512_slli_epi16(odd, 4), even, m0f, 0xD8)};
+              },
+              lines[g]);
+        }
+      }
+      // Each destination line run (kGroups lines of row c + j) is written in one go.
+      for (int j = 0; j < 64; ++j)
+        for (int64_t g = 0; g < groups; ++g)
+          StoreLine(lines[g][j], dst + (c + j) * a + r + 64 * g, stream);
+    }
+    if (cb < b) TransposeBandFrom(src, a, b, r, r + rows, mode, cb, dst);
+    r += rows;
+  }
+  if (stream) _mm_sfence();
+  if (r < r1) TransposeBandFrom(src, a, b, r, r1, mode, 0, dst);
+#else
+  (void)stream;
+  TransposeBandFrom(src, a, b, r0, r1, mode, 0, dst);
+#endif
+}
+
+// W4A16 chain (see ChainBandFrom) of input rows [n0, n1): 128-row groups by blocks of 128 rows
+// x 64 input bytes (two 64x64 transposes give C[m][n0 .. n0 + 127] for 64 bytes m, split into
+// output rows 2m and 2m + 1 of 64 bytes each), the rest by ChainBandFrom.
+void PkChainBand(const uint8_t* HWY_RESTRICT in, int64_t n, int64_t kw, int64_t n0, int64_t n1,
+                 bool stream, uint8_t* HWY_RESTRICT out) {
+#ifdef QCONF_PK_BLOCK64
+  const int64_t mb = 4 * kw, ob = n / 2, mc = mb / 64 * 64;
+  stream = stream && ob % 64 == 0 && n0 % 128 == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0;
+  const __m512i x88 = _mm512_set1_epi8(static_cast<char>(0x88));
+  const __m512i m0f = _mm512_set1_epi16(0x000F), mf0 = _mm512_set1_epi16(0x00F0);
+  int64_t r = n0;
+  while (r + 128 <= n1 && mc > 0) {
+    // Up to kGroups 128-row groups side by side: each output row receives kGroups whole lines
+    // in a row.
+    const int64_t groups = std::min<int64_t>(kGroups, (n1 - r) / 128), rows = 128 * groups;
+    for (int64_t m = 0; m < mc; m += 64) {
+      if (m % kTileBytes == 0) {  // as in PkTransposeBand
+        const int64_t p0 = m == 0 ? 0 : m + kTileBytes, p1 = std::min(mc, m + 2 * kTileBytes);
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t mp = p0; mp < p1; mp += 64) __builtin_prefetch(in + (r + i) * mb + mp, 0, 2);
+      }
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t rg = r + 128 * g;
+        __m512i lo[64], hi[64];
+        Block64(
+            [&](int i) {
+              return hn::Vec<hn::Full512<uint8_t>>{
+                  _mm512_xor_si512(_mm512_loadu_si512(in + (rg + i) * mb + m), x88)};
+            },
+            lo);
+        Block64(
+            [&](int i) {
+              return hn::Vec<hn::Full512<uint8_t>>{
+                  _mm512_xor_si512(_mm512_loadu_si512(in + (rg + 64 + i) * mb + m), x88)};
+            },
+            hi);
+        for (int j = 0; j < 64; ++j) {  // C[m + j][rg .. rg + 63] and [rg + 64 .. rg + 127]
+          __m256i e8[2], o8[2];
+          const __m512i halves[2] = {lo[j], hi[j]};
+          for (int t = 0; t < 2; ++t) {
+            const __m512i w = halves[t];  // u16 lanes: C[2p] | C[2p + 1] << 8
+            const __m512i w4 = _mm512_srli_epi16(w, 4);
+            const __m512i even =
+                _mm512_or_si512(_mm512_and_si512(w, m0f), _mm512_and_si512(w4, mf0));
+            const __m512i odd = _mm512_or_si512(_mm512_and_si512(w4, m0f),
+                                                _mm512_and_si512(_mm512_srli_epi16(w, 8), mf0));
+            e8[t] = _mm512_cvtepi16_epi8(even);
+            o8[t] = _mm512_cvtepi16_epi8(odd);
+          }
+          uint8_t* row = out + 2 * (m + j) * ob + rg / 2;
+          StoreLine(_mm512_inserti64x4(_mm512_castsi256_si512(e8[0]), e8[1], 1), row, stream);
+          StoreLine(_mm512_inserti64x4(_mm512_castsi256_si512(o8[0]), o8[1], 1), row + ob, stream);
+        }
+      }
+    }
+    if (mc < mb) ChainBandFrom(in, n, kw, r, r + rows, mc, out);
+    r += rows;
+  }
+  if (stream) _mm_sfence();
+  if (r < n1) ChainBandFrom(in, n, kw, r, n1, 0, out);
+#else
+  (void)stream;
+  ChainBandFrom(in, n, kw, n0, n1, 0, out);
+#endif
 }
 
 }  // namespace qconf::opt::HWY_NAMESPACE
@@ -447,8 +638,15 @@ HWY_EXPORT(PkChainBand);
 
 namespace {
 
-// Rows per band of the transposing kernels (work items of parallel_for).
-constexpr int64_t kBand = 128;
+// Rows per band of the W4A8 transposing kernels (work items of parallel_for): kGroups groups of
+// 64 rows. The same for the W4A16 chain: kGroups groups of 128 input rows.
+constexpr int64_t kBand = 512;
+constexpr int64_t kChainBand = 1024;
+
+// Outputs from this size on are written with streaming stores (whole 64-byte lines, no
+// read-for-ownership): they are larger than half the L3 cache of the machines we measure on, so
+// the next consumer reads them from memory anyway. Smaller outputs stay in the cache.
+constexpr int64_t kStreamBytes = int64_t{16} << 20;
 
 // Work items per chunk: ~1 Mi elements keeps small tensors on the calling thread.
 constexpr int64_t kGrainElems = int64_t{1} << 20;
@@ -643,8 +841,9 @@ void w4a8_modelslim_pack(const int8_t* weight, int64_t e, int64_t a, int64_t b, 
                          int threads) {
   const auto* src = reinterpret_cast<const uint8_t*>(weight);
   auto* dst = reinterpret_cast<uint8_t*>(out);
-  // Work items: (expert, 64-row band); within a band the tiles go column by column, so each
-  // destination row receives 64 contiguous bytes. The view as int32 is free (same bytes).
+  // Work items: (expert, 64-row band); a band walks its 64 source rows in 64x64 blocks, each
+  // writing 64 whole destination lines. The view as int32 is free (same bytes).
+  const bool stream = e * a * b >= kStreamBytes;
   const int64_t bands = (a + kBand - 1) / kBand;
   parallel_for(
       e * bands, std::max<int64_t>(1, kGrainElems / (kBand * std::max<int64_t>(b, 1))),
@@ -652,7 +851,7 @@ void w4a8_modelslim_pack(const int8_t* weight, int64_t e, int64_t a, int64_t b, 
         for (int64_t w = lo; w < hi; ++w) {
           const int64_t x = w / bands, r0 = (w % bands) * kBand;
           HWY_DYNAMIC_DISPATCH(PkTransposeBand)
-          (src + x * a * b, a, b, r0, std::min(a, r0 + kBand), 0, dst + x * a * b);
+          (src + x * a * b, a, b, r0, std::min(a, r0 + kBand), 0, stream, dst + x * a * b);
         }
       },
       threads);
@@ -673,13 +872,14 @@ void w4a8_llmcompressor_pack(const int8_t* weight, int64_t e, int64_t n, int64_t
   // The pair-merged matrix P [n/2, k] (row j = (w[2j+1] << 4) | (w[2j] & 0xF)) is formed while
   // loading and transposed into [k, n/2] bytes, which view as int32 [k, n/8].
   const int64_t a = n / 2, bands = (a + kBand - 1) / kBand;
+  const bool stream = e * a * k >= kStreamBytes;
   parallel_for(
       e * bands, std::max<int64_t>(1, kGrainElems / (2 * kBand * std::max<int64_t>(k, 1))),
       [&](int64_t lo, int64_t hi) {
         for (int64_t w = lo; w < hi; ++w) {
           const int64_t x = w / bands, r0 = (w % bands) * kBand;
           HWY_DYNAMIC_DISPATCH(PkTransposeBand)
-          (src + x * n * k, a, k, r0, std::min(a, r0 + kBand), 1, dst + x * a * k);
+          (src + x * n * k, a, k, r0, std::min(a, r0 + kBand), 1, stream, dst + x * a * k);
         }
       },
       threads);
@@ -794,14 +994,16 @@ void w4a16_ct_repack_chain(const int32_t* weight_packed, int64_t e, int64_t n, i
   auto* o = reinterpret_cast<uint8_t*>(out);
   // Work items: (expert, band of 128 input rows n): each output row receives 64 contiguous
   // bytes per band.
-  const int64_t bands = (n + 127) / 128;
+  const int64_t bands = (n + kChainBand - 1) / kChainBand;
+  const bool stream = e * n * kw * 4 >= kStreamBytes;
   parallel_for(
-      e * bands, std::max<int64_t>(1, kGrainElems / (32 * std::max<int64_t>(kw, 1))),
+      e * bands, std::max<int64_t>(1, kGrainElems / (kChainBand * 4 * std::max<int64_t>(kw, 1))),
       [&](int64_t lo, int64_t hi) {
         for (int64_t w = lo; w < hi; ++w) {
-          const int64_t x = w / bands, n0 = (w % bands) * 128;
+          const int64_t x = w / bands, n0 = (w % bands) * kChainBand;
           HWY_DYNAMIC_DISPATCH(PkChainBand)
-          (in + x * n * kw * 4, n, kw, n0, std::min(n, n0 + 128), o + x * n * kw * 4);
+          (in + x * n * kw * 4, n, kw, n0, std::min(n, n0 + kChainBand), stream,
+           o + x * n * kw * 4);
         }
       },
       threads);

@@ -255,7 +255,12 @@ TEST(W4A8, OptimizedIsBitExactToReferenceOnEdgeTileShapes) {
                                     {2, 64, 64},
                                     {1, 48, 48},
                                     {2, 16, 16},
-                                    {1, 80, 112}}) {
+                                    {1, 80, 112},
+                                    // 64x64 blocks (AVX-512) with row and column edges
+                                    {1, 200, 136},
+                                    {2, 128, 192},
+                                    {1, 64, 65},
+                                    {1, 132, 64}}) {
     const Tensor b = ints(DType::kI8, s, -128, 127, "ms" + shape_str(s));
     EXPECT_TRUE(ref::w4a8_modelslim_pack(b).bit_equal(opt::w4a8_modelslim_pack(b))) << shape_str(s);
     const Shape s2{s[0], 2 * s[1], s[2]};
@@ -438,11 +443,60 @@ TEST(W4A16Chain, OptimizedIsBitExactToReferenceOnRandomShapes) {
                                     {1, 520, 66},
                                     {1, 32, 12},
                                     {2, 48, 4},
-                                    {1, 264, 24}}) {
+                                    {1, 264, 24},
+                                    // 128-row x 64-byte blocks (AVX-512) with edges
+                                    {2, 256, 16},
+                                    {1, 384, 40},
+                                    {1, 136, 17}}) {
     const Tensor w = ints(DType::kI32, s, INT32_MIN, INT32_MAX, "chain" + shape_str(s));
     EXPECT_TRUE(ref::w4a16_ct_repack_chain(w).bit_equal(opt::w4a16_ct_repack_chain(w)))
         << shape_str(s);
   }
+}
+
+TEST(PackingLarge, OutputsOf16MiBAndMoreUseStreamingStoresAndStayExact) {
+  // From 16 MiB of output the transposing packers write whole lines with streaming stores; the
+  // reference is too slow at this size, so the check is the defining index formula.
+  const int64_t a = 4096, b = 4096;
+  const Tensor v = ints(DType::kI8, {1, a, b}, -128, 127, "stream_i8");
+  const uint8_t* in = reinterpret_cast<const uint8_t*>(v.data<int8_t>());
+  std::vector<int32_t> out(static_cast<size_t>(a * b / 4));
+  opt::w4a8_modelslim_pack(v.data<int8_t>(), 1, a, b, out.data(), 2);
+  const auto* o = reinterpret_cast<const uint8_t*>(out.data());
+  int64_t bad = 0;
+  for (int64_t r = 0; r < a; ++r)
+    for (int64_t c = 0; c < b; ++c) bad += o[c * a + r] != in[r * b + c];
+  EXPECT_EQ(bad, 0) << "modelslim";
+  // LLM-Compressor: n = 2a int4 rows, k = b/2 -> output [k, a] bytes (8 MiB: not streamed) and
+  // n = 2a, k = b -> 16 MiB (streamed).
+  for (int64_t k : {b / 2, b}) {
+    const Tensor w = ints(DType::kI8, {1, 2 * a, k}, -128, 127, "stream_lc" + std::to_string(k));
+    const uint8_t* wi = reinterpret_cast<const uint8_t*>(w.data<int8_t>());
+    std::vector<int32_t> lo(static_cast<size_t>(a * k / 4));
+    opt::w4a8_llmcompressor_pack(w.data<int8_t>(), 1, 2 * a, k, lo.data(), 2);
+    const auto* l = reinterpret_cast<const uint8_t*>(lo.data());
+    bad = 0;
+    for (int64_t j = 0; j < a; ++j)
+      for (int64_t c = 0; c < k; ++c)
+        bad += l[c * a + j] !=
+               static_cast<uint8_t>((wi[(2 * j + 1) * k + c] << 4) | (wi[2 * j * k + c] & 0xF));
+    EXPECT_EQ(bad, 0) << "llmcompressor k=" << k;
+  }
+  // W4A16 chain: input [n, kw] words, output [8kw, n/8] words; out nibble (k, n) = in nibble
+  // (n, k) ^ 8.
+  const int64_t n = 4096, kw = 1024;
+  const Tensor p = ints(DType::kI32, {1, n, kw}, INT32_MIN, INT32_MAX, "stream_chain");
+  std::vector<int32_t> co(static_cast<size_t>(n * kw));
+  opt::w4a16_ct_repack_chain(p.data<int32_t>(), 1, n, kw, co.data(), 2);
+  const uint8_t* pi = reinterpret_cast<const uint8_t*>(p.data<int32_t>());
+  const auto* cb = reinterpret_cast<const uint8_t*>(co.data());
+  bad = 0;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t k = 0; k < 8 * kw; ++k) {
+      const int want = ((pi[r * 4 * kw + k / 2] >> (4 * (k & 1))) & 0xF) ^ 8;
+      bad += ((cb[k * (n / 2) + r / 2] >> (4 * (r & 1))) & 0xF) != want;
+    }
+  EXPECT_EQ(bad, 0) << "w4a16 chain";
 }
 
 TEST(PackingThreads, RawEntryPointsGiveTheSameBytesForOneAndTwoThreads) {
