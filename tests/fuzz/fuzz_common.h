@@ -114,7 +114,9 @@ inline size_t mutate_json(uint8_t* data, size_t size, size_t max_size, unsigned 
         n.push_back(kValues[pick(std::size(kValues))]);
       break;
     case 4:  // integers: small changes and extremes
-      if (n.is_number_integer()) n = n.get<int64_t>() + static_cast<int64_t>(pick(5)) - 2;
+      // wraps around (in uint64) rather than overflowing at the int64 extremes
+      if (n.is_number_integer())
+        n = static_cast<int64_t>(static_cast<uint64_t>(n.get<int64_t>()) + pick(5) - 2);
       break;
     case 5:  // strings: cut or extend (hex strings lose or gain digits)
       if (n.is_string()) {
