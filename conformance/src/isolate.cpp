@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <limits>
 
 #include "qconf/conformance/guarded.h"
 #include "qconf/conformance/runner.h"
@@ -153,6 +154,12 @@ Json case_result_to_json(const CaseResult& r) {
     for (const auto& m : s.first)
       first.push_back({m.index, m.coords, m.expected, m.got, m.difference});
     js["first"] = std::move(first);
+    if (!s.samples.empty()) {
+      Json samples = Json::array();
+      for (const auto& x : s.samples) samples.push_back({x.index, x.err, x.bound});
+      js["samples"] = std::move(samples);
+      js["sample_stride"] = s.sample_stride;
+    }
     st.push_back(std::move(js));
   }
   j["stages"] = std::move(st);
@@ -175,11 +182,19 @@ CaseResult case_result_from_json(const Json& j, const Case* c) {
     s.mismatches = js.at("mismatches").get<int64_t>();
     s.used_accept_set = js.at("used_accept_set").get<bool>();
     const Json& stt = js.at("stats");
-    s.stats = {stt[0].get<double>(), stt[1].get<double>(), stt[2].get<double>(),
-               stt[3].get<int64_t>()};
+    // JSON has no infinity (nlohmann writes null): a zero bound with a nonzero error gives one.
+    auto stat = [&](int k) {
+      return stt[k].is_null() ? std::numeric_limits<double>::infinity() : stt[k].get<double>();
+    };
+    s.stats = {stat(0), stat(1), stat(2), stt[3].get<int64_t>()};
     for (const auto& m : js.at("first"))
       s.first.push_back({m[0].get<int64_t>(), m[1].get<std::string>(), m[2].get<std::string>(),
                          m[3].get<std::string>(), m[4].get<std::string>()});
+    if (js.contains("samples")) {
+      for (const auto& x : js.at("samples"))
+        s.samples.push_back({x[0].get<int64_t>(), x[1].get<double>(), x[2].get<double>()});
+      s.sample_stride = js.at("sample_stride").get<int64_t>();
+    }
     r.stages.push_back(std::move(s));
   }
   return r;

@@ -23,19 +23,30 @@ std::string_view verdict_name(Verdict v);  // "PASS", "FAIL", ...
 bool verdict_is_failure(Verdict v);        // FAIL, UNIMPLEMENTED, CRASH, TIMEOUT
 
 struct Mismatch {
-  int64_t index;           // flat index
-  std::string coords;      // "[1, 3]"
-  std::string expected;    // printed value (and bits)
+  int64_t index;         // flat index
+  std::string coords;    // "[1, 3]"
+  std::string expected;  // printed value (and bits)
   std::string got;
   std::string difference;  // "3 ulp", "2 codes", "err 1.2e-3 > bound 4.0e-4"
 };
 
-struct StageStats {  // for BOUNDED stages (TOSA dot-product style)
+struct StageStats {               // for BOUNDED stages (TOSA dot-product style)
   double max_err_over_bound = 0;  // max |err|/bound
   double rms_err_over_bound = 0;
   double mean_err_over_bound = 0;  // signed: bias
   int64_t elements = 0;
 };
+
+// One element of a BOUNDED stage, for the HTML report's error-against-bound chart.
+struct BoundSample {
+  int64_t index;  // flat element index
+  double err;     // |got - exact|
+  double bound;   // the element's derived bound (> 0)
+};
+// At most this many samples per stage (plus the failing elements, up to kMaxFailingSamples,
+// and the element with the largest |err|/bound): every k-th element, k = ceil(n / max).
+inline constexpr size_t kMaxBoundSamples = 1000;
+inline constexpr size_t kMaxFailingSamples = 200;
 
 struct StageResult {
   std::string stage;
@@ -44,7 +55,9 @@ struct StageResult {
   int64_t mismatches = 0;
   std::vector<Mismatch> first;  // at most kMaxReported
   StageStats stats;
-  bool used_accept_set = false;  // a listed tie/reachable alternative was taken
+  bool used_accept_set = false;      // a listed tie/reachable alternative was taken
+  std::vector<BoundSample> samples;  // BOUNDED stages only: elements with a finite bound > 0
+  int64_t sample_stride = 0;         // every sample_stride-th element is in `samples`
 };
 inline constexpr size_t kMaxReported = 10;
 
