@@ -1,5 +1,6 @@
 # qconf: the two user commands are `make conformance` and `make test`.
-# Each works alone from a fresh clone: both depend on `deps`, which installs missing Debian packages.
+# Each works alone from a fresh clone: both depend on `deps`, which installs missing Debian packages
+# (chromium for the HTML report's browser test, libclang-rt-14-dev for clang's libFuzzer).
 
 BUILD      ?= build
 JOBS       ?= $(shell nproc)
@@ -9,7 +10,7 @@ CMAKE_ARGS ?=
 DEBS := cmake g++ clang ninja-build pkg-config make \
         libeigen3-dev libboost-dev nlohmann-json3-dev libhwy-dev libcli11-dev \
         libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev libssl-dev \
-        python3 python3-numpy python3-jsonschema
+        python3 python3-numpy python3-jsonschema chromium libclang-rt-14-dev
 
 .PHONY: all deps configure build conformance test sanitize bench golden format clean install
 
@@ -46,7 +47,8 @@ conformance: build
 	$(BUILD)/qconf run --impl reference --golden-dir golden \
 	  --json $(BUILD)/reports/reference.json --junit $(BUILD)/reports/reference.junit.xml
 	$(BUILD)/qconf run --impl optimized --golden-dir golden \
-	  --json $(BUILD)/reports/conformance.json --junit $(BUILD)/reports/conformance.junit.xml
+	  --json $(BUILD)/reports/conformance.json --junit $(BUILD)/reports/conformance.junit.xml \
+	  --html $(BUILD)/reports/conformance.html
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900

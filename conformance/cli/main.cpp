@@ -1,6 +1,7 @@
 // qconf: the conformance runner's command line.
 //   qconf list [ops|cases|variants]
-//   qconf run --impl reference|optimized [--filter GLOB] [--json FILE] [--junit FILE] [--shard i/n]
+//   qconf run --impl reference|optimized [--filter GLOB] [--json FILE] [--junit FILE]
+//             [--html FILE] [--shard i/n]
 //   qconf golden generate|verify
 //   qconf describe CASE_ID
 //   qconf identify-format PRODUCED [--input FILE] [--offset FILE]
@@ -123,8 +124,29 @@ int cmd_describe(const std::string& id, const std::string& dir) {
   return 2;
 }
 
+// The command line, for the HTML report's header.
+std::string command_line(int argc, char** argv) {
+  std::string s = "qconf";
+  for (int i = 1; i < argc; ++i) s += std::string(" ") + argv[i];
+  return s;
+}
+
+// Writes the HTML report when asked for; names the golden set by its MANIFEST.json hash.
+void write_html(const std::string& path, const std::vector<CaseResult>& results,
+                const std::string& impl, const std::string& golden_dir,
+                const std::string& command) {
+  if (path.empty()) return;
+  HtmlReportInfo info;
+  info.implementation = impl;
+  info.golden_dir = golden_dir;
+  info.command = command;
+  info.golden_set = sha256_hex(read_file(golden_dir + "/MANIFEST.json"));
+  write_file(path, html_report(results, info));
+}
+
 int cmd_run(const std::string& impl_name, RunOptions o, const std::string& json_path,
-            const std::string& junit_path, bool quiet, int isolate) {
+            const std::string& junit_path, const std::string& html_path, const std::string& command,
+            bool quiet, int isolate) {
   Implementation impl = builtin_implementation(impl_name);
   if (isolate > 0) impl.isolate = true;
   if (isolate < 0) impl.isolate = false;
@@ -139,6 +161,7 @@ int cmd_run(const std::string& impl_name, RunOptions o, const std::string& json_
   if (!quiet || any_failure(results)) print_console_report(results, impl.name, stdout);
   if (!json_path.empty()) write_file(json_path, json_report(results, impl.name));
   if (!junit_path.empty()) write_file(junit_path, junit_report(results, impl.name));
+  write_html(html_path, results, impl.name, o.golden_dir, command);
   return any_failure(results) ? 1 : 0;
 }
 
@@ -158,7 +181,7 @@ int main(int argc, char** argv) {
   list->add_option("--filter", list_filter, "comma-separated globs over case ids");
 
   auto* run = app.add_subcommand("run", "run golden cases through an implementation");
-  std::string impl = "optimized", json_path, junit_path, shard;
+  std::string impl = "optimized", json_path, junit_path, html_path, shard;
   RunOptions ro;
   bool quiet = false, no_progress = false;
   run->add_option("--impl", impl, "reference | optimized | plugin:PATH.so")->required();
@@ -169,6 +192,8 @@ int main(int argc, char** argv) {
   run->add_option("--filter", ro.filter, "comma-separated globs over case ids, e.g. 'npu_*/rand*'");
   run->add_option("--json", json_path, "write a JSON report");
   run->add_option("--junit", junit_path, "write a JUnit XML report");
+  run->add_option("--html", html_path,
+                  "write a self-contained HTML report (verdict matrix, failures, bound charts)");
   run->add_option("--shard", shard, "run shard i of n (i/n); GTEST_SHARD_INDEX/TOTAL also work");
   run->add_flag("--quiet", quiet, "print only failures");
   run->add_flag("--no-progress", no_progress, "no progress line on a terminal");
@@ -184,11 +209,12 @@ int main(int argc, char** argv) {
   exp->add_option("dir", export_dir, "output directory (cases.json is written there)")->required();
 
   auto* check = app.add_subcommand("check", "check a results file written by any harness");
-  std::string results_path, check_json, check_junit, check_filter;
+  std::string results_path, check_json, check_junit, check_html, check_filter;
   bool check_all = false;
   check->add_option("results", results_path, "a qconf-results JSON file")->required();
   check->add_option("--json", check_json, "write a JSON report");
   check->add_option("--junit", check_junit, "write a JUnit XML report");
+  check->add_option("--html", check_html, "write a self-contained HTML report");
   check->add_option("--filter", check_filter,
                     "cases expected in the results (default: all it holds)");
   check->add_flag("--require-all", check_all,
@@ -313,6 +339,7 @@ int main(int argc, char** argv) {
       print_console_report(res, label, stdout);
       if (!check_json.empty()) write_file(check_json, json_report(res, label));
       if (!check_junit.empty()) write_file(check_junit, junit_report(res, label));
+      write_html(check_html, res, label, golden_dir, command_line(argc, argv));
       if (res.empty()) {
         std::fprintf(stderr, "qconf check: no case checked\n");
         return 2;
@@ -324,7 +351,10 @@ int main(int argc, char** argv) {
       ro.progress = !no_progress;
       shard_from_env(ro);
       if (!shard.empty()) parse_shard(shard, ro);
-      return cmd_run(impl, ro, json_path, junit_path, quiet, isolate ? 1 : no_isolate ? -1 : 0);
+      return cmd_run(impl, ro, json_path, junit_path, html_path, command_line(argc, argv), quiet,
+                     isolate      ? 1
+                     : no_isolate ? -1
+                                  : 0);
     }
   } catch (const FixtureError& e) {
     std::fprintf(stderr, "qconf: fixture error: %s\n", e.what());

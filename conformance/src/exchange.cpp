@@ -41,13 +41,11 @@ std::string export_cases(const std::vector<const Case*>& cases, const std::strin
 }
 
 ResultsFile load_results(const std::string& path) {
-  const std::string text = read_file(path);
-  Json j;
-  try {
-    j = Json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw FixtureError(path, "", "", std::string("not valid JSON: ") + e.what());
-  }
+  return results_from_text(read_file(path), path);
+}
+
+ResultsFile results_from_text(const std::string& text, const std::string& path) {
+  const Json j = parse_json_strict(text, path);
   auto need = [&](const Json& o, const char* key, const std::string& id, const std::string& w) {
     if (!o.is_object() || !o.contains(key))
       throw FixtureError(path, id, w.empty() ? key : w + "." + key, "missing required field");
@@ -64,7 +62,15 @@ ResultsFile load_results(const std::string& path) {
                          "unknown field (expected format, version, implementation, results)");
   ResultsFile r;
   r.path = path;
-  if (j.contains("implementation")) r.implementation = j["implementation"].get<std::string>();
+  auto string_field = [&](const Json& o, const char* key, const std::string& id,
+                          const std::string& dflt) {
+    auto it = o.find(key);
+    if (it == o.end()) return dflt;
+    if (!it->is_string())
+      throw FixtureError(path, id, key, "expected a string, got " + std::string(it->type_name()));
+    return it->get<std::string>();
+  };
+  r.implementation = string_field(j, "implementation", "", "");
   const Json& results = need(j, "results", "", "");
   if (!results.is_array()) throw FixtureError(path, "", "results", "expected an array");
   for (size_t i = 0; i < results.size(); ++i) {
@@ -79,10 +85,10 @@ ResultsFile load_results(const std::string& path) {
         throw FixtureError(path, id, it.key(),
                            "unknown field (expected id, status, message, outputs)");
     ResultEntry re;
-    re.status = e.value("status", std::string("ok"));
+    re.status = string_field(e, "status", id, "ok");
     if (re.status != "ok" && re.status != "unimplemented" && re.status != "error")
       throw FixtureError(path, id, "status", "expected ok, unimplemented or error");
-    re.message = e.value("message", std::string());
+    re.message = string_field(e, "message", id, "");
     if (e.contains("outputs")) {
       if (!e["outputs"].is_object()) throw FixtureError(path, id, "outputs", "expected an object");
       for (auto it = e["outputs"].begin(); it != e["outputs"].end(); ++it)

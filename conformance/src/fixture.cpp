@@ -315,11 +315,21 @@ Check check_from_json(const Json& j, const Tensor& expected, const std::string& 
 
 // Parses JSON, rejecting duplicate keys in any object (nlohmann would keep the last one
 // silently, and a reader in another language might keep the first).
+// Deeper nesting is rejected (and not built: the parser discards it): copying or comparing a
+// very deep document recurses once per level and overflows the stack (found by the fuzz
+// target's regression vector tests/fuzz/regressions/fixture/deep_nesting.json).
+constexpr int kMaxJsonDepth = 64;
+
 Json parse_json_strict(const std::string& text, const std::string& file) {
   std::vector<std::set<std::string>> keys;
   std::string duplicate;
-  auto cb = [&](int, nlohmann::json::parse_event_t ev, Json& parsed) {
+  bool too_deep = false;
+  auto cb = [&](int depth, nlohmann::json::parse_event_t ev, Json& parsed) {
     using E = nlohmann::json::parse_event_t;
+    if ((ev == E::object_start || ev == E::array_start) && depth >= kMaxJsonDepth) {
+      too_deep = true;
+      return false;
+    }
     if (ev == E::object_start) keys.emplace_back();
     if (ev == E::object_end && !keys.empty()) keys.pop_back();
     if (ev == E::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
@@ -330,9 +340,13 @@ Json parse_json_strict(const std::string& text, const std::string& file) {
   Json j;
   try {
     j = Json::parse(text, cb);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error for syntax, out_of_range for a number beyond double (found by the fuzzer).
     throw FixtureError(file, "", "", std::string("not valid JSON: ") + e.what());
   }
+  if (too_deep)
+    throw FixtureError(file, "", "",
+                       "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   if (!duplicate.empty()) throw FixtureError(file, "", duplicate, "duplicate key in a JSON object");
   return j;
 }

@@ -175,6 +175,12 @@ Json case_result_to_json(const CaseResult& r) {
     for (const auto& m : s.first)
       first.push_back({m.index, m.coords, m.expected, m.got, m.difference});
     js["first"] = std::move(first);
+    if (!s.samples.empty()) {
+      Json samples = Json::array();
+      for (const auto& x : s.samples) samples.push_back({x.index, x.err, x.bound});
+      js["samples"] = std::move(samples);
+      js["sample_stride"] = s.sample_stride;
+    }
     st.push_back(std::move(js));
   }
   j["stages"] = std::move(st);
@@ -202,6 +208,11 @@ CaseResult case_result_from_json(const Json& j, const Case* c) {
     for (const auto& m : js.at("first"))
       s.first.push_back({m[0].get<int64_t>(), m[1].get<std::string>(), m[2].get<std::string>(),
                          m[3].get<std::string>(), m[4].get<std::string>()});
+    if (js.contains("samples")) {
+      for (const auto& x : js.at("samples"))
+        s.samples.push_back({x[0].get<int64_t>(), x[1].get<double>(), x[2].get<double>()});
+      s.sample_stride = js.at("sample_stride").get<int64_t>();
+    }
     r.stages.push_back(std::move(s));
   }
   return r;

@@ -1,5 +1,6 @@
 #include "qconf/conformance/verdict.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -120,7 +121,14 @@ StageResult verify_bounded(const Stage& s, const Tensor& got) {
   const Tensor& bd = *s.check.bound;
   double sum_sq = 0, sum = 0;
   int64_t counted = 0;
-  for (int64_t i = 0; i < got.numel(); ++i) {
+  // Chart samples: every stride-th element, the failing ones (capped) and the worst one.
+  const int64_t n = got.numel();
+  const int64_t cap = static_cast<int64_t>(kMaxBoundSamples);
+  r.sample_stride = std::max<int64_t>(1, (n + cap - 1) / cap);
+  size_t failing_samples = 0;
+  int64_t worst = -1;
+  double worst_q = -1;
+  for (int64_t i = 0; i < n; ++i) {
     if (!s.check.is_compared(i)) continue;  // unspecified element
     double e = ex.data<double>()[i], b = bd.data<double>()[i], g = as_double(got, i);
     bool ok;
@@ -142,6 +150,15 @@ StageResult verify_bounded(const Stage& s, const Tensor& got) {
         sum_sq += q * q;
         ++counted;
         r.stats.max_err_over_bound = std::max(r.stats.max_err_over_bound, std::fabs(q));
+        if (std::fabs(q) > worst_q) {
+          worst_q = std::fabs(q);
+          worst = i;
+        }
+        const bool failing = !(err <= b);
+        if (i % r.sample_stride == 0 || (failing && failing_samples < kMaxFailingSamples)) {
+          failing_samples += failing && i % r.sample_stride != 0;
+          r.samples.push_back(BoundSample{i, err, b});
+        }
       } else if (err > 0) {
         r.stats.max_err_over_bound = std::numeric_limits<double>::infinity();
       }
@@ -150,6 +167,15 @@ StageResult verify_bounded(const Stage& s, const Tensor& got) {
       diff = buf;
     }
     if (!ok) note_mismatch(r, s.expected, got, i, diff);
+  }
+  if (worst >= 0 && worst % r.sample_stride != 0) {
+    bool present = false;
+    for (const BoundSample& x : r.samples) present = present || x.index == worst;
+    if (!present) {
+      const double e = ex.data<double>()[worst];
+      r.samples.push_back(
+          BoundSample{worst, std::fabs(as_double(got, worst) - e), bd.data<double>()[worst]});
+    }
   }
   r.stats.elements = counted;
   if (counted) {

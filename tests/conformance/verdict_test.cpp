@@ -285,6 +285,54 @@ TEST(VerifyBounded, ReportedErrorVisiblyExceedsReportedBound) {
   EXPECT_GT(err, bound) << r.first[0].difference;
 }
 
+// Chart samples for the HTML report: small stages are shown whole, large ones every k-th
+// element, and the failing elements and the worst one are never sampled away.
+TEST(VerifyBounded, SmallStageSamplesEveryElementWithItsErrorAndBound) {
+  Stage s = bounded_stage({1, 2, 3, 4}, {0.5, 0.25, 1, 2});
+  StageResult r = verify_stage(s, f32({1.25f, 1.75f, 3.0f, 5.0f}));
+  EXPECT_EQ(r.sample_stride, 1);
+  ASSERT_EQ(r.samples.size(), 4u);
+  EXPECT_EQ(r.samples[1].index, 1);
+  EXPECT_DOUBLE_EQ(r.samples[1].err, 0.25);
+  EXPECT_DOUBLE_EQ(r.samples[1].bound, 0.25);
+  EXPECT_DOUBLE_EQ(r.samples[3].err, 1.0);
+}
+
+TEST(VerifyBounded, LargeStageIsSampledButKeepsFailingAndWorstElements) {
+  const int n = 5003;
+  std::vector<double> e(n, 1.0), b(n, 0.5);
+  std::vector<float> g(n, 1.0f);
+  g[7] = 1.25f;    // worst passing element, not on the stride
+  g[4001] = 3.0f;  // failing, not on the stride
+  g[4003] = 2.0f;  // failing
+  Stage s = bounded_stage(e, b);
+  StageResult r = verify_stage(s, f32(g));
+  EXPECT_EQ(r.verdict, Verdict::kFail);
+  EXPECT_EQ(r.sample_stride, 6);  // ceil(5003 / 1000)
+  EXPECT_LE(r.samples.size(), kMaxBoundSamples + kMaxFailingSamples + 1);
+  auto has = [&](int64_t i) {
+    for (const auto& x : r.samples)
+      if (x.index == i) return true;
+    return false;
+  };
+  EXPECT_TRUE(has(0));
+  EXPECT_TRUE(has(6));
+  EXPECT_FALSE(has(5));
+  EXPECT_TRUE(has(4001));
+  EXPECT_TRUE(has(4003));
+  EXPECT_FALSE(has(7)) << "only the element with the largest |err|/bound is added";
+  EXPECT_EQ(r.samples.size(), static_cast<size_t>((n + 5) / 6 + 2));
+}
+
+TEST(VerifyBounded, FailingSamplesAreCapped) {
+  const int n = 3000;
+  std::vector<double> e(n, 1.0), b(n, 0.5);
+  std::vector<float> g(n, 9.0f);  // every element fails
+  StageResult r = verify_stage(bounded_stage(e, b), f32(g));
+  EXPECT_EQ(r.sample_stride, 3);
+  EXPECT_EQ(r.samples.size(), 1000u + kMaxFailingSamples);
+}
+
 TEST(VerifyBounded, InfiniteBoundAcceptsAnything) {
   Stage s = bounded_stage({1, 1, 1, 1}, {kInf, kInf, kInf, kInf});
   StageResult r = verify_stage(s, f32({1e30f, -std::numeric_limits<float>::infinity(),

@@ -4,7 +4,9 @@
 //
 // Built twice: as-is, and with QCONF_BAD_PLUGIN defined as a misbehaving port whose behaviour is
 // chosen by the environment variable QCONF_BAD_PLUGIN_MODE (crash, hang, oob, input_write,
-// error, unimplemented, claims), to test the runner's isolation and guards.
+// error, unimplemented, claims, fixed_variant, wrong_values), to test the runner's isolation and
+// guards, and the reports.
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -90,6 +92,16 @@ qconf_status run(const qconf_call* call, char* err, size_t n) {
 #ifdef QCONF_BAD_PLUGIN
     if (std::strstr(call->case_id, "/ascending_0_to_7") && mode() == "oob")
       static_cast<char*>(t.data)[t.nbytes] = 0x11;  // one byte past the end
+    // Wrong numbers, for the reports: one bit of an exact stage, and a bounded stage whose
+    // elements are off by 1 to 2^19 ulp (some within the bound, some not).
+    if (mode() == "wrong_values" && t.nbytes) {
+      if (std::strstr(call->case_id, "/ascending_0_to_7")) static_cast<char*>(t.data)[0] ^= 1;
+      if (std::strstr(call->case_id, "npu_weight_quant_batchmatmul/random_fp16_int4_per_tensor") &&
+          std::string(t.name) == "acc" && t.dtype == static_cast<int32_t>(DType::kF32)) {
+        auto* w = static_cast<uint32_t*>(t.data);
+        for (size_t k = 0; k < t.nbytes / 4; ++k) w[k] ^= uint32_t{1} << (k % 20);
+      }
+    }
 #endif
   }
   return QCONF_OK;

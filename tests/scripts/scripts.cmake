@@ -23,3 +23,22 @@ if(QCONF_PYTHON3)
                    ${CMAKE_SOURCE_DIR} ${QCONF_PYTHON3} ${CMAKE_BINARY_DIR}/harness_test)
   set_tests_properties(python_harness_export_check PROPERTIES LABELS python)
 endif()
+
+# The HTML report in headless Chromium (Debian's chromium; `make deps` installs it). Registered
+# whether or not chromium is found: without it the test fails and says what to install.
+find_program(QCONF_CHROMIUM NAMES chromium chromium-browser)
+if(QCONF_PYTHON3)
+  add_test(NAME html_report_browser
+           COMMAND ${QCONF_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/scripts/html_report_test.py
+                   $<TARGET_FILE:qconf> ${CMAKE_SOURCE_DIR}/golden $<TARGET_FILE:qconf_bad_plugin>
+                   "${QCONF_CHROMIUM}" ${CMAKE_BINARY_DIR}/html_report_test)
+  set_tests_properties(html_report_browser PROPERTIES LABELS browser TIMEOUT 600
+                       ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+endif()
+
+# libFuzzer on the fixture and results parsers: a small clang build of just the parsers
+# (-fsanitize=fuzzer,address,undefined), the committed regression vectors, then 20 s per target.
+add_test(NAME fuzz_parsers
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/scripts/fuzz_test.sh ${CMAKE_SOURCE_DIR}
+                 ${CMAKE_BINARY_DIR}/fuzz 20 ${QCONF_PYTHON3})
+set_tests_properties(fuzz_parsers PROPERTIES LABELS fuzz TIMEOUT 600)

@@ -28,6 +28,9 @@ struct ResultsFile {
   std::map<std::string, ResultEntry> entries;
 };
 ResultsFile load_results(const std::string& path);  // strict; throws FixtureError
+// The same from text already read; `path` names the source in errors. Any malformed input gives
+// a FixtureError (tests/fuzz/fuzz_results.cpp holds it to that).
+ResultsFile results_from_text(const std::string& text, const std::string& path);
 
 // An implementation that answers each case from a results file (missing cases: SKIPPED).
 Implementation results_implementation(std::shared_ptr<const ResultsFile> results);

@@ -108,7 +108,10 @@ Tensor tensor_from_json(const Json& j, const std::string& file, const std::strin
 Json fixture_to_json(const Fixture& f);
 std::string fixture_to_text(const Fixture& f);  // canonical text, as written to golden/
 // Strict parse. `known_op` says whether an op name is registered (unknown ops are errors).
+// Any malformed input gives a FixtureError (tests/fuzz/fuzz_fixture.cpp holds it to that).
 Fixture fixture_from_text(const std::string& text, const std::string& file);
+// JSON parse that also rejects duplicate keys in any object; throws FixtureError.
+Json parse_json_strict(const std::string& text, const std::string& file);
 Fixture load_fixture_file(const std::string& path);
 
 // golden/MANIFEST.json: {"format": "qconf-manifest", "version": 1, "files": {name: sha256}}

@@ -86,4 +86,16 @@ std::string json_report(const std::vector<CaseResult>& results, const std::strin
 std::string junit_report(const std::vector<CaseResult>& results, const std::string& impl);
 bool any_failure(const std::vector<CaseResult>& results);
 
+// A self-contained HTML page (inline CSS, JS and SVG; nothing fetched): run header, the op x
+// verdict matrix, failure details with repro lines, and charts of |got - exact| against the
+// bound for BOUNDED stages. Written by `qconf run|check --html FILE`.
+struct HtmlReportInfo {
+  std::string implementation;
+  std::string golden_dir;
+  std::string golden_set;  // sha256 of golden/MANIFEST.json, naming the fixture set
+  std::string command;     // the command line that produced the results
+};
+std::string html_report(const std::vector<CaseResult>& results, const HtmlReportInfo& info);
+std::string html_escape(const std::string& s);
+
 }  // namespace qconf::conf

@@ -37,6 +37,17 @@ struct StageStats {               // for BOUNDED stages (TOSA dot-product style)
   int64_t elements = 0;
 };
 
+// One element of a BOUNDED stage, for the HTML report's error-against-bound chart.
+struct BoundSample {
+  int64_t index;  // flat element index
+  double err;     // |got - exact|
+  double bound;   // the element's derived bound (> 0)
+};
+// At most this many samples per stage (plus the failing elements, up to kMaxFailingSamples,
+// and the element with the largest |err|/bound): every k-th element, k = ceil(n / max).
+inline constexpr size_t kMaxBoundSamples = 1000;
+inline constexpr size_t kMaxFailingSamples = 200;
+
 struct StageResult {
   std::string stage;
   Verdict verdict = Verdict::kPass;
@@ -44,7 +55,9 @@ struct StageResult {
   int64_t mismatches = 0;
   std::vector<Mismatch> first;  // at most kMaxReported
   StageStats stats;
-  bool used_accept_set = false;  // a listed tie/reachable alternative was taken
+  bool used_accept_set = false;      // a listed tie/reachable alternative was taken
+  std::vector<BoundSample> samples;  // BOUNDED stages only: elements with a finite bound > 0
+  int64_t sample_stride = 0;         // every sample_stride-th element is in `samples`
 };
 inline constexpr size_t kMaxReported = 10;
 
