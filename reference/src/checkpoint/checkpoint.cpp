@@ -285,7 +285,7 @@ CheckpointReport validate_checkpoint(const Checkpoint& c, const CheckpointOption
   r.skip_rule = skip_rule_name(opts.skip_rule);
   const PackedMapping mapping = packed_mapping_for(c.model_type);
   const std::regex expert_re(R"(^(.*\.experts)\.(\d+)\.([A-Za-z0-9_]+)$)");
-  std::map<std::string, LayerPlan> plans;
+  std::map<std::string, LayerPlan> plans;  // by "prefix#kind": a prefix may hold two layers
   std::map<std::string, std::string> shard_to_fused;
   for (const auto& [fused, shards] : mapping) {
     if (fused == "experts") continue;
@@ -299,18 +299,18 @@ CheckpointReport validate_checkpoint(const Checkpoint& c, const CheckpointOption
       if (c.description.added.count(k)) continue;
       if (ends_with(k, ".weight")) weight_prefixes.push_back(strip(k, ".weight"));
       if (ends_with(k, ".fa_k.scale") && c.description.fa_quant_type) {
-        auto& p = plans[strip(k, ".fa_k.scale")];
+        auto& p = plans[strip(k, ".fa_k.scale") + "#attention"];
         p.prefix = strip(k, ".fa_k.scale");
         p.layer_type = "attention";
       }
       if (ends_with(k, ".k_proj.kv_cache_scale")) {
-        auto& p = plans[strip(k, ".k_proj.kv_cache_scale")];
+        auto& p = plans[strip(k, ".k_proj.kv_cache_scale") + "#kv_cache"];
         p.prefix = strip(k, ".k_proj.kv_cache_scale");
         p.layer_type = "kv_cache";
       }
     }
     for (const auto& [k, v] : c.description.indexer_layers) {
-      auto& p = plans[strip(k, ".indexer.quant_type")];
+      auto& p = plans[strip(k, ".indexer.quant_type") + "#indexer"];
       p.prefix = strip(k, ".indexer.quant_type");
       p.layer_type = "attention";
       p.fixed_type = v;
@@ -328,7 +328,7 @@ CheckpointReport validate_checkpoint(const Checkpoint& c, const CheckpointOption
     if (!seen.insert(p).second) continue;
     std::smatch m;
     if (std::regex_match(p, m, expert_re)) {
-      auto& plan = plans[m[1].str()];
+      auto& plan = plans[m[1].str() + "#moe"];
       plan.prefix = m[1].str();
       plan.layer_type = "moe";
       const std::string key = p + ".weight";
@@ -348,20 +348,21 @@ CheckpointReport validate_checkpoint(const Checkpoint& c, const CheckpointOption
       for (const auto& s : mapping.at(fused_name))
         all &= c.description.types.count(p.substr(0, p.size() - comp.size()) + s + ".weight") > 0;
       if (all) {
-        auto& plan = plans[fused];
+        auto& plan = plans[fused + "#linear"];
         plan.prefix = fused;
         plan.layer_type = "linear";
         plan.shards.push_back(p);
         continue;
       }
     }
-    auto& plan = plans[p];
+    auto& plan = plans[p + "#linear"];
     plan.prefix = p;
     plan.layer_type = "linear";
   }
 
   std::set<std::string> used;
-  for (auto& [prefix, plan] : plans) {
+  for (auto& [key, plan] : plans) {
+    const std::string& prefix = plan.prefix;
     LayerReport rep;
     rep.prefix = prefix;
     rep.layer_type = plan.layer_type;
@@ -470,6 +471,10 @@ CheckpointReport validate_checkpoint(const Checkpoint& c, const CheckpointOption
     if (plan.shards.empty()) finish_layer(c, s, b, rep);
     r.layers.push_back(std::move(rep));
   }
+  if (c.description.max_supported_tp && opts.tp > *c.description.max_supported_tp)
+    r.problems.push_back(c.description.file + ": key \"max_supported_tp\" is " +
+                         std::to_string(*c.description.max_supported_tp) + ", --tp is " +
+                         std::to_string(opts.tp));
   // Every tensor the description names must exist; every safetensors tensor must be described.
   if (c.format == Format::kModelSlim) {
     for (const auto& [k, v] : c.description.types) {
