@@ -33,8 +33,13 @@ void run(const Params& p, const TensorMap& in, TensorMap& out) {
   a.antiquant_scale = &l.scale;
   a.antiquant_offset = &l.offset;
   WqbmmConfig cfg;
-  WqbmmStages s =
-      kOpt ? opt::npu_weight_quant_batchmatmul(a, cfg) : ref::npu_weight_quant_batchmatmul(a, cfg);
+  WqbmmStages s;
+  // if constexpr: the reference instantiation never references qconf::opt (golden-only builds
+  // link without the optimized library).
+  if constexpr (kOpt)
+    s = opt::npu_weight_quant_batchmatmul(a, cfg);
+  else
+    s = ref::npu_weight_quant_batchmatmul(a, cfg);
   out["weight_t"] = std::move(l.wt);
   out["weight_scale_param"] = std::move(l.scale);
   out["weight_offset_param"] = std::move(l.offset);

@@ -31,13 +31,21 @@ void run(const Params& p, const TensorMap& in, TensorMap& out) {
   Tensor wt = transpose_2d(in.at("weight"));
   Tensor sp = flat_param(in.at("weight_scale"), pdt);
   DynQuantConfig dq;
-  DynQuantStages q = kOpt ? opt::npu_dynamic_quant(x, nullptr, nullptr, dq)
-                          : ref::npu_dynamic_quant(x, nullptr, nullptr, dq);
+  // if constexpr: the reference instantiation never references qconf::opt (golden-only builds
+  // link without the optimized library).
+  DynQuantStages q;
+  if constexpr (kOpt)
+    q = opt::npu_dynamic_quant(x, nullptr, nullptr, dq);
+  else
+    q = ref::npu_dynamic_quant(x, nullptr, nullptr, dq);
   QuantMatmulConfig mc;
   mc.output_dtype = pdt;
   const Tensor ms = matmul_scale(sp);
-  QuantMatmulStages m = kOpt ? opt::npu_quant_matmul(q.y, wt, ms, nullptr, &q.scale, nullptr, mc)
-                             : ref::npu_quant_matmul(q.y, wt, ms, nullptr, &q.scale, nullptr, mc);
+  QuantMatmulStages m;
+  if constexpr (kOpt)
+    m = opt::npu_quant_matmul(q.y, wt, ms, nullptr, &q.scale, nullptr, mc);
+  else
+    m = ref::npu_quant_matmul(q.y, wt, ms, nullptr, &q.scale, nullptr, mc);
   out["weight_t"] = std::move(wt);
   out["weight_scale_param"] = std::move(sp);
   out["x_q"] = std::move(q.y);

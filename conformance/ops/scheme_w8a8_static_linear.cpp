@@ -42,14 +42,22 @@ void run(const Params& p, const TensorMap& in, TensorMap& out) {
   qc.dtype = QuantizeOutType::kQInt8;
   qc.axis = -1;
   qc.div_mode = false;
-  QuantizeStages q =
-      kOpt ? opt::npu_quantize(x, recip, &off, qc) : ref::npu_quantize(x, recip, &off, qc);
+  // if constexpr: the reference instantiation never references qconf::opt (golden-only builds
+  // link without the optimized library).
+  QuantizeStages q;
+  if constexpr (kOpt)
+    q = opt::npu_quantize(x, recip, &off, qc);
+  else
+    q = ref::npu_quantize(x, recip, &off, qc);
   QuantMatmulConfig mc;
   mc.output_dtype = pdt;
   const Tensor& deq = in.at("deq_scale");
   const Tensor& qb = in.at("quant_bias");
-  QuantMatmulStages m = kOpt ? opt::npu_quant_matmul(q.y, wt, deq, nullptr, nullptr, &qb, mc, true)
-                             : ref::npu_quant_matmul(q.y, wt, deq, nullptr, nullptr, &qb, mc);
+  QuantMatmulStages m;
+  if constexpr (kOpt)
+    m = opt::npu_quant_matmul(q.y, wt, deq, nullptr, nullptr, &qb, mc, true);
+  else
+    m = ref::npu_quant_matmul(q.y, wt, deq, nullptr, nullptr, &qb, mc);
   out["weight_t"] = std::move(wt);
   out["input_scale_reciprocal"] = std::move(recip);
   out["input_offset_param"] = std::move(off);
