@@ -5,6 +5,8 @@
 //   qconf golden generate|verify
 //   qconf describe CASE_ID
 //   qconf identify-format PRODUCED [--input FILE] [--offset FILE]
+//   qconf list schemes [--tensors]
+//   qconf checkpoint DIR [--layer PREFIX [--run --out DIR --seed S --tokens M]]
 // Exit codes: 0 success, 1 a FAIL/CRASH/TIMEOUT/UNIMPLEMENTED verdict or golden drift,
 // 2 bad usage or a fixture that cannot be loaded. identify-format: 0 one encoding identified,
 // 1 none, 3 ambiguous (several remain), 2 bad usage or unreadable input.
@@ -16,6 +18,7 @@
 #include <iostream>
 #include <optional>
 
+#include "qconf/conformance/checkpoint_cmd.h"
 #include "qconf/conformance/exchange.h"
 #include "qconf/conformance/golden.h"
 #include "qconf/conformance/identify.h"
@@ -48,7 +51,12 @@ void print_tensor_values(const Tensor& t, const char* indent) {
   std::printf("\n");
 }
 
-int cmd_list(const std::string& what, const std::string& dir, const std::string& filter) {
+int cmd_list(const std::string& what, const std::string& dir, const std::string& filter,
+             bool tensors) {
+  if (what == "schemes") {
+    list_schemes(stdout, tensors);
+    return 0;
+  }
   if (what == "ops") {
     for (const OpDef* d : OpRegistry::instance().all())
       std::printf("%-40s %s\n", d->name.c_str(), d->optimized ? "" : "(reference only)");
@@ -77,7 +85,8 @@ int cmd_list(const std::string& what, const std::string& dir, const std::string&
     }
     return 0;
   }
-  std::fprintf(stderr, "qconf list: expected ops, cases or variants, got \"%s\"\n", what.c_str());
+  std::fprintf(stderr, "qconf list: expected ops, cases, variants or schemes, got \"%s\"\n",
+               what.c_str());
   return 2;
 }
 
@@ -176,9 +185,33 @@ int main(int argc, char** argv) {
 
   auto* list = app.add_subcommand("list", "list ops, cases or variants");
   std::string list_what = "ops", list_filter;
-  list->add_option("what", list_what, "ops | cases | variants")
-      ->check(CLI::IsMember({"ops", "cases", "variants"}));
+  list->add_option("what", list_what, "ops | cases | variants | schemes")
+      ->check(CLI::IsMember({"ops", "cases", "variants", "schemes"}));
   list->add_option("--filter", list_filter, "comma-separated globs over case ids");
+  bool list_tensors = false;
+  list->add_flag("--tensors", list_tensors, "schemes: also the checkpoint tensors each declares");
+
+  auto* ckpt_cmd = app.add_subcommand(
+      "checkpoint",
+      "validate a quantized checkpoint directory (ModelSlim or compressed-tensors), list the "
+      "scheme of every layer, run a layer's pipeline on seeded activations. Exit 0 ok, 1 "
+      "problems, 2 usage, 3 pipeline not implemented yet");
+  std::string ckpt_dir, ckpt_skip = "vllm_ascend_prefix", ckpt_pdt;
+  ckpt::CheckpointOptions ckpt_opts;
+  CheckpointRunOptions ckpt_run;
+  ckpt_cmd->add_option("dir", ckpt_dir, "checkpoint directory")->required();
+  ckpt_cmd->add_option("--layer", ckpt_run.layer, "a layer prefix from the report");
+  ckpt_cmd->add_flag("--run", ckpt_run.run, "run the layer's pipeline and write a fixture");
+  ckpt_cmd->add_option("--seed", ckpt_run.seed, "seed of the activations (default 0)");
+  ckpt_cmd->add_option("--tokens", ckpt_run.tokens, "rows of activations (default 4)");
+  ckpt_cmd->add_option("--out", ckpt_run.out_dir, "fixture directory for `qconf run --golden-dir`");
+  ckpt_cmd->add_option("--skip-rule", ckpt_skip, "vllm_ascend_prefix (default) | exact_component")
+      ->check(CLI::IsMember({"vllm_ascend_prefix", "exact_component"}));
+  ckpt_cmd->add_option("--params-dtype", ckpt_pdt, "bfloat16 | float16 (default: config.json)")
+      ->check(CLI::IsMember({"bfloat16", "float16"}));
+  ckpt_cmd->add_option("--tp", ckpt_opts.tp, "tensor-parallel size for shape rules (default 1)");
+  ckpt_cmd->add_option("--model-type", ckpt_opts.model_type,
+                       "model_type for the packed-module mapping (default: config.json)");
 
   auto* run = app.add_subcommand("run", "run golden cases through an implementation");
   std::string impl = "optimized", json_path, junit_path, html_path, shard;
@@ -251,7 +284,12 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    if (*list) return cmd_list(list_what, golden_dir, list_filter);
+    if (*list) return cmd_list(list_what, golden_dir, list_filter, list_tensors);
+    if (*ckpt_cmd) {
+      ckpt_opts.skip_rule = schemes::parse_skip_rule(ckpt_skip);
+      if (!ckpt_pdt.empty()) ckpt_opts.params_dtype = ckpt_pdt == "float16" ? "F16" : "BF16";
+      return checkpoint_command(ckpt_dir, ckpt_opts, ckpt_run, stdout, stderr);
+    }
     if (*describe) return cmd_describe(case_id, golden_dir);
     if (*gen) {
       for (const auto& f : golden_generate(golden_dir)) std::printf("wrote %s\n", f.c_str());

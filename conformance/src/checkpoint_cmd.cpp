@@ -1,0 +1,154 @@
+// `qconf checkpoint` and `qconf list schemes` (qconf/conformance/checkpoint_cmd.h).
+#include "qconf/conformance/checkpoint_cmd.h"
+
+#include <filesystem>
+
+#include "qconf/conformance/op.h"
+#include "qconf/rng/generators.h"
+#include "qconf/rng/philox.h"
+
+namespace qconf::conf {
+
+namespace fs = std::filesystem;
+using namespace qconf::schemes;
+
+void list_schemes(std::FILE* out, bool tensors) {
+  std::map<std::string, std::vector<const SchemeDef*>> by_type;
+  for (const SchemeDef* d : SchemeRegistry::instance().all()) by_type[d->quant_type].push_back(d);
+  std::fprintf(out, "%-24s %-22s %-6s %s\n", "quant_type", "layer types", "hw", "pipeline");
+  for (const auto& [qt, defs] : by_type) {
+    std::string lts, pipes;
+    for (const SchemeDef* d : defs) {
+      lts += (lts.empty() ? "" : ", ") + d->layer_type;
+      pipes += (pipes.empty() ? "" : "; ") + d->layer_type + ": " +
+               (d->pipeline_op.empty() ? "not implemented yet" : d->pipeline_op);
+    }
+    std::fprintf(out, "%-24s %-22s %-6s %s%s\n", qt.c_str(), lts.c_str(), defs[0]->hardware.c_str(),
+                 pipes.c_str(),
+                 defs[0]->in_vllm_registry ? "" : "  (not in vllm-ascend's registry)");
+    if (!tensors) continue;
+    for (const SchemeDef* d : defs) {
+      std::fprintf(out, "    [%s] %s\n      upstream: %s\n", d->layer_type.c_str(),
+                   d->summary.c_str(), d->upstream.c_str());
+      for (const TensorDecl& t : d->tensors) {
+        std::string shape = "[";
+        for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? ", " : "") + t.shape[i];
+        shape += "]";
+        std::string fmts;
+        for (Format f : t.formats) fmts += (fmts.empty() ? "" : ",") + format_name(f);
+        std::fprintf(out, "      %-8s %-24s %-14s %-44s %s%s\n",
+                     t.role.empty() ? "" : t.role.c_str(), t.suffix.c_str(), shape.c_str(),
+                     t.dtype.describe().c_str(), fmts.c_str(), t.optional ? " (optional)" : "");
+      }
+      if (!d->needs.empty()) {
+        std::string n;
+        for (const auto& x : d->needs) n += (n.empty() ? "" : "; ") + x;
+        std::fprintf(out, "      pipeline needs: %s\n", n.c_str());
+      }
+    }
+  }
+}
+
+namespace {
+std::string sanitize(const std::string& s) {
+  std::string r;
+  for (char c : s) r += (std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
+  return r;
+}
+}  // namespace
+
+Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
+                                 uint64_t seed, int64_t tokens) {
+  if (layer.pipeline_op.empty())
+    throw std::logic_error("layer " + layer.prefix + " has no pipeline op");
+  const OpDef* def = OpRegistry::instance().find(layer.pipeline_op);
+  if (!def) throw std::logic_error("pipeline op " + layer.pipeline_op + " is not registered");
+  const DType pdt = ckpt::params_dtype_of(c.params_dtype);
+  std::vector<std::string> prefixes = layer.shards;
+  if (prefixes.empty()) prefixes.push_back(layer.prefix);
+  std::vector<CaseSpec> specs;
+  for (const auto& p : prefixes) {
+    CaseSpec s;
+    s.name = "ckpt_" + sanitize(p) + "_seed" + std::to_string(seed);
+    s.comment = "checkpoint " + c.dir + ", layer " + p + " (" + layer.quant_type +
+                "), activations N(0, 1) seeded by \"" + s.name + "\"";
+    s.flags = {"Pipeline"};
+    s.params = {{"params_dtype", pdt == DType::kBF16 ? "bfloat16" : "float16"}};
+    for (const auto& in : def->inputs) {
+      if (in == "x") continue;
+      if (!c.tensors.find(p + "." + in))
+        throw ckpt::CheckpointError(c.dir, p + "." + in, "", "missing: the pipeline needs it");
+      s.inputs[in] = c.tensors.read(p + "." + in);
+    }
+    const int64_t k = s.inputs.at("weight").dim(1);
+    const uint64_t sd = rng::seed_from_string(layer.pipeline_op + "/" + s.name);
+    s.inputs["x"] = gen::float_tensor(pdt, {tokens, k}, gen::FloatDist::normal(0), sd, 0);
+    specs.push_back(std::move(s));
+  }
+  OpDef copy = *def;
+  copy.cases = [specs] { return specs; };
+  return generate_fixture(copy);
+}
+
+int checkpoint_command(const std::string& dir, const ckpt::CheckpointOptions& opts,
+                       const CheckpointRunOptions& run, std::FILE* out, std::FILE* err) {
+  if (run.run && (run.layer.empty() || run.out_dir.empty())) {
+    std::fprintf(err, "qconf checkpoint: --run needs --layer PREFIX and --out DIR\n");
+    return kCkptUsage;
+  }
+  std::optional<ckpt::Checkpoint> c;
+  ckpt::CheckpointReport rep;
+  try {
+    c = ckpt::open_checkpoint(dir, opts);
+    rep = ckpt::validate_checkpoint(*c, opts);
+  } catch (const std::exception& e) {
+    rep = ckpt::validate_checkpoint(dir, opts);  // the same failure, as a report problem
+  }
+  if (run.layer.empty()) {
+    std::fputs(rep.text().c_str(), out);
+    return rep.ok() ? kCkptOk : kCkptProblems;
+  }
+  const ckpt::LayerReport* l = ckpt::find_layer(rep, run.layer);
+  if (!l) {
+    std::fputs(rep.text().c_str(), out);
+    std::fprintf(err, "qconf checkpoint: no layer \"%s\" in %s (the report lists the layers)\n",
+                 run.layer.c_str(), dir.c_str());
+    return rep.ok() ? kCkptUsage : kCkptProblems;
+  }
+  ckpt::CheckpointReport one = rep;
+  one.layers = {*l};
+  std::fputs(one.text().c_str(), out);
+  if (!l->ok() || !c) return kCkptProblems;
+  if (!run.run) return kCkptOk;
+  if (l->quant_type == "FLOAT") {
+    std::fprintf(err, "qconf checkpoint: layer %s is FLOAT (not quantized): no pipeline to run\n",
+                 l->prefix.c_str());
+    return kCkptUsage;
+  }
+  if (l->pipeline_op.empty()) {
+    std::string needs;
+    for (const auto& n : l->needs) needs += (needs.empty() ? "" : "; ") + n;
+    std::fprintf(err, "qconf checkpoint: pipeline for %s/%s not implemented yet (needs %s)\n",
+                 l->quant_type.c_str(), l->layer_type.c_str(), needs.c_str());
+    return kCkptNotImplemented;
+  }
+  try {
+    Fixture f = checkpoint_layer_fixture(*c, *l, run.seed, run.tokens);
+    fs::create_directories(run.out_dir);
+    const std::string text = fixture_to_text(f);
+    const std::string name = f.op + ".json";
+    write_file((fs::path(run.out_dir) / name).string(), text);
+    write_manifest(run.out_dir, {{name, sha256_hex(text)}});
+    std::fprintf(out,
+                 "wrote %zu case%s of %s to %s (check an implementation with: qconf run "
+                 "--golden-dir %s --impl ...)\n",
+                 f.cases.size(), f.cases.size() == 1 ? "" : "s", f.op.c_str(),
+                 (fs::path(run.out_dir) / name).string().c_str(), run.out_dir.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(err, "qconf checkpoint: layer %s: %s\n", l->prefix.c_str(), e.what());
+    return kCkptProblems;
+  }
+  return kCkptOk;
+}
+
+}  // namespace qconf::conf
