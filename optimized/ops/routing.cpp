@@ -14,13 +14,15 @@
 #include <hwy/contrib/math/math-inl.h>
 // clang-format on
 
+#include "qconf/ops/routing.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "qconf/numeric/float_format.h"
-#include "qconf/ops/routing.h"
+#include "qconf/opt/convert.h"
 #include "qconf/opt/parallel.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -75,9 +77,21 @@ struct Scratch {
   std::vector<uint8_t> keep;
 };
 
+inline float bits_f32(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+inline uint32_t f32_bits(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b;
+}
+
+// RINT cast to the weight dtype and back (bit manipulation, qconf/opt/convert.h).
 inline float cast_weight(float y, DType dt) {
-  if (dt == DType::kBF16) return num::bf16_to_f32(num::f32_to_bf16(y));
-  if (dt == DType::kF16) return num::f16_to_f32(num::f32_to_f16(y));
+  if (dt == DType::kBF16) return bits_f32(bf16_to_f32(f32_to_bf16_rne(f32_bits(y))));
+  if (dt == DType::kF16) return bits_f32(f16_to_f32(f32_to_f16_rne(f32_bits(y))));
   return y;
 }
 
@@ -209,7 +223,7 @@ RoutingStages moe_gating_top_k(const RoutingArgs& a, const RoutingConfig& c, int
           } else {
             const uint16_t* h = xt.data<uint16_t>() + t * e;
             for (int64_t i = 0; i < e; ++i)
-              xf[i] = xt.dtype() == DType::kBF16 ? num::bf16_to_f32(h[i]) : num::f16_to_f32(h[i]);
+              xf[i] = bits_f32(xt.dtype() == DType::kBF16 ? bf16_to_f32(h[i]) : f16_to_f32(h[i]));
             x = xf.data();
           }
           route_token(x, e, bias, c, tr, logical, emap, l2p, s, out.scores.data<float>() + t * e,
@@ -218,8 +232,14 @@ RoutingStages moe_gating_top_k(const RoutingArgs& a, const RoutingConfig& c, int
             std::memcpy(out.expert_weights.data<float>() + t * e, dense.data(), 4 * e);
             std::memcpy(out.topk_weights.data<float>() + t * k, topw.data(), 4 * k);
           } else {
-            for (int64_t i = 0; i < e; ++i) store_weight(out.expert_weights, t * e + i, dense[i]);
-            for (int64_t j = 0; j < k; ++j) store_weight(out.topk_weights, t * k + j, topw[j]);
+            // Values are already rounded to the weight dtype: converting them again is exact.
+            uint16_t* ew = out.expert_weights.data<uint16_t>() + t * e;
+            uint16_t* tw = out.topk_weights.data<uint16_t>() + t * k;
+            const bool bf = tr.weight_dtype == DType::kBF16;
+            for (int64_t i = 0; i < e; ++i)
+              ew[i] = bf ? f32_to_bf16_rne(f32_bits(dense[i])) : f32_to_f16_rne(f32_bits(dense[i]));
+            for (int64_t j = 0; j < k; ++j)
+              tw[j] = bf ? f32_to_bf16_rne(f32_bits(topw[j])) : f32_to_f16_rne(f32_bits(topw[j]));
           }
         }
       },
