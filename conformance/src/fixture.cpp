@@ -34,16 +34,19 @@ std::string_view check_mode_name(CheckMode m) {
       return "bounded";
     case CheckMode::kSpecial:
       return "special";
+    case CheckMode::kRowSet:
+      return "row_set";
   }
   return "?";
 }
 
 CheckMode parse_check_mode(std::string_view s) {
   for (CheckMode m : {CheckMode::kExact, CheckMode::kExactTies, CheckMode::kReachable,
-                      CheckMode::kBounded, CheckMode::kSpecial})
+                      CheckMode::kBounded, CheckMode::kSpecial, CheckMode::kRowSet})
     if (check_mode_name(m) == s) return m;
-  throw std::invalid_argument("unknown check mode \"" + std::string(s) +
-                              "\" (expected exact, exact_ties, reachable, bounded or special)");
+  throw std::invalid_argument(
+      "unknown check mode \"" + std::string(s) +
+      "\" (expected exact, exact_ties, reachable, bounded, special or row_set)");
 }
 
 bool Check::is_compared(int64_t i) const {
@@ -200,7 +203,8 @@ namespace {
 Json check_to_json(const Check& c) {
   Json j = Json::object();
   j["mode"] = check_mode_name(c.mode);
-  if (c.mode == CheckMode::kExactTies || c.mode == CheckMode::kReachable) {
+  if (c.mode == CheckMode::kExactTies || c.mode == CheckMode::kReachable ||
+      c.mode == CheckMode::kRowSet) {
     Json a = Json::object();
     a["index"] = tensor_to_json(
         Tensor::from<int64_t>({static_cast<int64_t>(c.accept.index.size())}, c.accept.index));
@@ -233,8 +237,14 @@ Check check_from_json(const Json& j, const Tensor& expected, const std::string& 
   }
   c.signed_zero = optional_bool(j, "signed_zero", true, file, cid, where);
   c.degenerate_ok = optional_bool(j, "degenerate_ok", false, file, cid, where);
-  const bool wants_accept = c.mode == CheckMode::kExactTies || c.mode == CheckMode::kReachable;
-  if (wants_accept) {
+  const bool row_set = c.mode == CheckMode::kRowSet;
+  const bool wants_accept =
+      c.mode == CheckMode::kExactTies || c.mode == CheckMode::kReachable || row_set;
+  if (row_set && expected.rank() < 1)
+    throw FixtureError(file, cid, where + ".mode", "row_set checks need a stage of rank >= 1");
+  if (row_set && !j.contains("accept")) {
+    // No alternatives: rows compared as multisets with the expected rows only.
+  } else if (wants_accept) {
     const Json& a = require(j, "accept", file, cid, where);
     std::string w = where + ".accept";
     check_keys(a, {"index", "offsets", "values"}, file, cid, w);
@@ -256,7 +266,20 @@ Check check_from_json(const Json& j, const Tensor& expected, const std::string& 
     if (of.size() != ix.size() + 1 || of.front() != 0 || of.back() != c.accept.values.numel())
       throw FixtureError(file, cid, w + ".offsets",
                          "expected index.size+1 offsets from 0 to values.size");
+    const int64_t row_len = row_set ? expected.dim(-1) : 1;
+    const int64_t limit = row_set ? (row_len ? expected.numel() / row_len : 0) : expected.numel();
     for (size_t k = 0; k < ix.size(); ++k) {
+      if (row_set) {
+        if (ix[k] < 0 || ix[k] >= limit || (k && ix[k] <= ix[k - 1]))
+          throw FixtureError(
+              file, cid, w + ".index",
+              "expected strictly increasing row numbers in [0, " + std::to_string(limit) + ")");
+        if (of[k + 1] - of[k] < row_len || (of[k + 1] - of[k]) % row_len != 0)
+          throw FixtureError(file, cid, w + ".offsets",
+                             "each listed row needs one or more whole alternative rows of " +
+                                 std::to_string(row_len) + " values");
+        continue;
+      }
       if (ix[k] < 0 || ix[k] >= expected.numel() || (k && ix[k] <= ix[k - 1]))
         throw FixtureError(file, cid, w + ".index",
                            "expected strictly increasing element indices in [0, " +
@@ -267,7 +290,7 @@ Check check_from_json(const Json& j, const Tensor& expected, const std::string& 
     }
   } else if (j.contains("accept")) {
     throw FixtureError(file, cid, where + ".accept",
-                       "only exact_ties and reachable checks carry an accept set");
+                       "only exact_ties, reachable and row_set checks carry an accept set");
   }
   if ((c.mode == CheckMode::kBounded || c.mode == CheckMode::kSpecial) &&
       !dtype_is_float(expected.dtype()))

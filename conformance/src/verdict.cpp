@@ -192,6 +192,52 @@ int64_t compared_count(const Check& c, int64_t numel) {
   return n;
 }
 
+// row_set: each row (last dim) is a multiset; it must equal the expected row's multiset or one
+// of the listed alternative rows'. Bits are compared (integer id stages).
+StageResult verify_row_set(const Stage& s, const Tensor& got) {
+  StageResult r;
+  r.stage = s.name;
+  const int64_t len = got.rank() ? got.dim(-1) : 1;
+  const int64_t rows = len ? got.numel() / len : 0;
+  const AcceptSet& a = s.check.accept;
+  auto row_bits = [len](const Tensor& t, int64_t first) {
+    std::vector<uint64_t> v(static_cast<size_t>(len));
+    for (int64_t j = 0; j < len; ++j) v[j] = t.bits_at(first + j);
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  for (int64_t row = 0; row < rows; ++row) {
+    if (!s.check.is_compared(row * len)) continue;  // an unspecified row
+    const std::vector<uint64_t> g = row_bits(got, row * len);
+    if (g == row_bits(s.expected, row * len)) continue;
+    bool ok = false;
+    auto it = std::lower_bound(a.index.begin(), a.index.end(), row);
+    if (it != a.index.end() && *it == row) {
+      const size_t k = static_cast<size_t>(it - a.index.begin());
+      for (int64_t o = a.offsets[k]; !ok && o + len <= a.offsets[k + 1]; o += len)
+        ok = g == row_bits(a.values, o);
+    }
+    if (ok) {
+      r.used_accept_set = true;
+      continue;
+    }
+    // Report the first element of the row that is not in the expected multiset.
+    std::vector<uint64_t> e = row_bits(s.expected, row * len);
+    int64_t at = row * len;
+    for (int64_t j = 0; j < len; ++j) {
+      auto f = std::find(e.begin(), e.end(), got.bits_at(row * len + j));
+      if (f == e.end()) {
+        at = row * len + j;
+        break;
+      }
+      e.erase(f);
+    }
+    note_mismatch(r, s.expected, got, at,
+                  "row " + std::to_string(row) + " is not an acceptable set");
+  }
+  return r;
+}
+
 }  // namespace
 
 StageResult verify_stage(const Stage& s, const Tensor& got) {
@@ -204,6 +250,8 @@ StageResult verify_stage(const Stage& s, const Tensor& got) {
   }
   if (s.check.mode == CheckMode::kBounded) {
     r = verify_bounded(s, got);
+  } else if (s.check.mode == CheckMode::kRowSet) {
+    r = verify_row_set(s, got);
   } else {
     const bool with_accept =
         s.check.mode == CheckMode::kExactTies || s.check.mode == CheckMode::kReachable;

@@ -741,10 +741,10 @@ TEST(FixtureLoader, RejectsAcceptOnExactCheck) {
   Json j = with_accept();
   stage_json(j, 0, 0)["check"]["mode"] = "exact";
   ExpectRejected(j, kCase0, "stages[0].check.accept",
-                 {"only exact_ties and reachable checks carry an accept set"});
+                 {"only exact_ties, reachable and row_set checks carry an accept set"});
   j = with_accept();
   stage_json(j, 0, 0)["check"]["mode"] = "special";
-  ExpectRejected(j, kCase0, "stages[0].check.accept", {"only exact_ties and reachable"});
+  ExpectRejected(j, kCase0, "stages[0].check.accept", {"only exact_ties, reachable and row_set"});
 }
 
 TEST(FixtureLoader, RejectsBoundedWithoutExactOrBound) {

@@ -37,6 +37,8 @@ enum class CheckMode {
   kReachable,  // exact within the set of values reachable through inexact float steps: `accept`
   kBounded,    // |got - exact| <= bound, per element, plus tensor-level statistics
   kSpecial,    // float specials: NaN, +-Inf, signed zero (finite values exact)
+  kRowSet,     // per row (last dim): the row as a multiset equals the expected row's or one of
+               // the alternative rows in `accept` (index = row numbers, values = whole rows)
 };
 std::string_view check_mode_name(CheckMode m);
 CheckMode parse_check_mode(std::string_view s);  // throws std::invalid_argument
