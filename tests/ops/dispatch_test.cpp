@@ -562,6 +562,30 @@ TEST(TokenUnpermute, GatherAndScatterFormsDifferOnACycle) {
   EXPECT_EQ(std::memcmp(sc.bytes(), t.bytes() + 16, 8), 0);  // out[0] = T[S^-1[0]] = T[2]
 }
 
+TEST(BadInput, NonFiniteCombineInputsAreRejectedNamingTheElement) {
+  // Inf, NaN and a finite value just below the largest exponent, per dtype.
+  struct C {
+    DType dt;
+    uint32_t inf, nan, big;
+  };
+  for (const C& c :
+       {C{DType::kF32, 0xFF800000u, 0x7FC00001u, 0x7F7FFFFFu},
+        C{DType::kF16, 0x7C00u, 0xFE01u, 0x7BFFu}, C{DType::kBF16, 0xFF80u, 0x7FC1u, 0x7F7Fu}}) {
+    Fin f = make_fin(c.dt, 3, 2, 4, 4, true, 61);
+    const size_t w = dtype_size(c.dt);
+    std::memcpy(f.rows.bytes() + 5 * w, &c.big, w);  // finite: accepted
+    EXPECT_EQ(error_of([&] { opt::npu_moe_finalize_routing(f.args(0)); }), "no error");
+    for (uint32_t bad : {c.inf, c.nan}) {
+      Fin g = f;
+      g.rows = Tensor(f.rows);
+      std::memcpy(g.rows.bytes() + 5 * w, &bad, w);
+      EXPECT_THAT(error_of([&] { opt::npu_moe_finalize_routing(g.args(0)); }),
+                  HasSubstr("expanded_permuted_rows element 5 is not finite"))
+          << dtype_name(c.dt) << " " << bad;
+    }
+  }
+}
+
 TEST(BadInput, ErrorsNameTheOpAndTheArgument) {
   const Tensor x = rows(DType::kF16, 2, 3, 1);
   InitRoutingV2Config c;
