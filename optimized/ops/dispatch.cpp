@@ -1,8 +1,8 @@
 // Optimized MoE dispatch and combine (qconf/ops/dispatch.h): a stable counting sort (LSD radix for
 // the row_idx tie order), row gathers split over threads in fixed chunks, quantization with native
-// fp32 arithmetic (IEEE, no contraction), and a fixed-order fp32 combine. Every init_routing output
-// is bit-identical to the reference; the combine is deterministic (independent of the thread
-// count) and within the reference's derived bound.
+// fp32 arithmetic (IEEE, no contraction). Every init_routing output is bit-identical to the
+// reference. The fixed-order fp32 combine (deterministic, independent of the thread count, within
+// the reference's derived bound) is in optimized/ops/dispatch_combine.cpp (Highway SIMD).
 #include "qconf/ops/dispatch.h"
 
 #include <algorithm>
@@ -285,58 +285,7 @@ InitRoutingV2Stages npu_moe_init_routing_v2(const Tensor& x, const Tensor& exper
   return st;
 }
 
-// ---- combine
-// ---------------------------------------------------------------------------------------
-
-namespace {
-CombineStages combine_opt(const Combine& c, int threads) {
-  CombineStages st;
-  st.gathered_row = Tensor::from<int32_t>({c.n, c.k}, c.row);
-  st.out = Tensor(c.dt, {c.n, c.h});
-  const DType dt = c.dt;
-  parallel_for(
-      c.n, 8,
-      [&](int64_t b, int64_t e) {
-        std::vector<float> acc(static_cast<size_t>(c.h));
-        for (int64_t i = b; i < e; ++i) {
-          // Fixed order: skip1, + skip2, then k = 0..K-1: acc += s * (r + b).
-          for (int64_t j = 0; j < c.h; ++j)
-            acc[j] = c.skip1 ? as_f(widen(dt, c.skip1->bytes(), i * c.h + j)) : 0.0f;
-          if (c.skip2)
-            for (int64_t j = 0; j < c.h; ++j)
-              acc[j] = acc[j] + as_f(widen(dt, c.skip2->bytes(), i * c.h + j));
-          for (int64_t kk = 0; kk < c.k; ++kk) {
-            const int32_t r = c.row[i * c.k + kk];
-            if (r < 0) continue;
-            const int32_t br = c.brow[i * c.k + kk];
-            const float s = c.scales ? as_f(widen(dt, c.scales->bytes(), i * c.k + kk)) : 1.0f;
-            for (int64_t j = 0; j < c.h; ++j) {
-              float v = as_f(widen(dt, c.rows->bytes(), r * c.h + j));
-              if (br >= 0) v = v + as_f(widen(dt, c.bias->bytes(), br * c.h + j));
-              if (c.scales) v = s * v;
-              acc[j] = acc[j] + v;
-            }
-          }
-          for (int64_t j = 0; j < c.h; ++j) {
-            const uint32_t bits = as_u(acc[j]);
-            if (dt == DType::kF32)
-              st.out.data<uint32_t>()[i * c.h + j] = bits;
-            else
-              st.out.data<uint16_t>()[i * c.h + j] =
-                  dt == DType::kF16 ? f32_to_f16_rne(bits) : f32_to_bf16_rne(bits);
-          }
-        }
-      },
-      threads);
-  return st;
-}
-}  // namespace
-
-CombineStages npu_moe_finalize_routing(const FinalizeRoutingArgs& a, int threads) {
-  return combine_opt(dispatch_detail::finalize_plan(a), threads);
-}
-CombineStages npu_moe_token_unpermute(const TokenUnpermuteArgs& a, int threads) {
-  return combine_opt(dispatch_detail::unpermute_plan(a), threads);
-}
+// The combine (npu_moe_finalize_routing, npu_moe_token_unpermute) is SIMD:
+// optimized/ops/dispatch_combine.cpp.
 
 }  // namespace qconf::opt

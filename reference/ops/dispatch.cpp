@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "qconf/numeric/bounds.h"
 #include "qconf/numeric/float_format.h"
 #include "qconf/numeric/fp_ops.h"
 #include "qconf/numeric/rounding.h"
@@ -399,10 +400,34 @@ InitRoutingV2Stages npu_moe_init_routing_v2(const Tensor& x, const Tensor& exper
 
 namespace dispatch_detail {
 
+// Rejects Inf and NaN: an all-ones exponent field. A branch-free scan of the raw bits first (the
+// optimized combine shares this plan: its inputs are hundreds of MB at real shapes), then the
+// first offending element is named.
+template <typename U>
+bool all_finite_bits(const U* b, int64_t n, U exp_mask) {
+  U bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad |= static_cast<U>((b[i] & exp_mask) == exp_mask);
+  return bad == 0;
+}
+
 void check_finite(const Combine& c, const Tensor* t, const char* name) {
   if (!t) return;
+  const int64_t n = t->numel();
+  switch (t->dtype()) {
+    case DType::kF32:
+      if (all_finite_bits<uint32_t>(t->data<uint32_t>(), n, 0x7F800000u)) return;
+      break;
+    case DType::kF16:
+      if (all_finite_bits<uint16_t>(t->data<uint16_t>(), n, 0x7C00u)) return;
+      break;
+    case DType::kBF16:
+      if (all_finite_bits<uint16_t>(t->data<uint16_t>(), n, 0x7F80u)) return;
+      break;
+    default:
+      break;
+  }
   const num::FloatFormat& f = fmt(t->dtype());
-  for (int64_t i = 0; i < t->numel(); ++i)
+  for (int64_t i = 0; i < n; ++i)
     if (num::is_nan(f, t->bits_at(i)) || num::is_inf(f, t->bits_at(i)))
       fail(c.op, std::string(name) + " element " + std::to_string(i) +
                      " is not finite (non-finite inputs are not modelled)");
@@ -527,7 +552,15 @@ namespace {
 
 Exact val(const Tensor& t, int64_t i) { return num::to_exact(fmt(t.dtype()), t.bits_at(i)); }
 
-Exact pow2(int e) { return e >= 0 ? Exact(BigInt(1) << e) : Exact(BigInt(1), BigInt(1) << -e); }
+// Bound helpers (qconf/numeric/bounds.h, docs/bounds.md).
+using num::abs_exact;
+using num::gamma;
+using num::half_ulp;
+using num::low_bit;
+using num::overflow_threshold;
+using num::pow2;
+using num::stored_bound;
+using num::to_double_nearest;
 
 // The exact combine of output element (i, c).
 Exact exact_combine(const Combine& c, int64_t i, int64_t col) {
@@ -563,45 +596,6 @@ CombineStages combine_ref(const Combine& c) {
 
 // ---- bounds (docs/bounds.md, "npu_moe_finalize_routing") ---------------------------------------
 
-int floor_log2(const Exact& v) {
-  const BigInt num = boost::multiprecision::numerator(v),
-               den = boost::multiprecision::denominator(v);
-  int e = static_cast<int>(boost::multiprecision::msb(num)) -
-          static_cast<int>(boost::multiprecision::msb(den));
-  while (pow2(e) > v) --e;
-  while (pow2(e + 1) <= v) ++e;
-  return e;
-}
-// The exponent of the lowest set bit of a nonzero dyadic rational (INT_MAX for 0; INT_MIN if
-// not dyadic, which cannot happen for float inputs).
-int low_bit(const Exact& v) {
-  if (v == 0) return INT_MAX;
-  const BigInt num = boost::multiprecision::numerator(v),
-               den = boost::multiprecision::denominator(v);
-  const BigInt an = num < 0 ? BigInt(-num) : num;
-  return static_cast<int>(boost::multiprecision::lsb(an)) -
-         static_cast<int>(boost::multiprecision::msb(den));
-}
-Exact abs_e(const Exact& v) { return v < 0 ? Exact(-v) : v; }
-Exact gamma(int64_t n, int p) {
-  const Exact nu = Exact(n) * pow2(-p);
-  return nu / (Exact(1) - nu);
-}
-Exact half_ulp(const num::FloatFormat& f, const Exact& mag) {
-  const int emin = num::min_exponent(f);
-  const int e = mag < pow2(emin) ? emin : floor_log2(mag);
-  return pow2(e - f.mant_bits - 1);
-}
-Exact overflow_threshold(const num::FloatFormat& f) {
-  return pow2(num::max_exponent(f) + 1) - pow2(num::max_exponent(f) - f.mant_bits - 1);
-}
-double stored_bound(const Exact& bound, const Exact& exact) {
-  Exact err = num::to_exact(num::kF64, num::encode(num::kF64, exact, Round::kRint)) - exact;
-  if (err < 0) err = -err;
-  const Exact b = (bound + err) * (Exact(1) + pow2(-50));
-  return num::to_double(num::kF64, num::encode(num::kF64, b, Round::kCeil));
-}
-
 CombineBounds combine_bounds(const Combine& c, AccPrecision accp) {
   const num::FloatFormat& acc = accp == AccPrecision::kFp32 ? num::kF32 : fmt(c.dt);
   const num::FloatFormat& out = fmt(c.dt);
@@ -620,7 +614,7 @@ CombineBounds combine_bounds(const Combine& c, AccPrecision accp) {
       auto add_skip = [&](const Tensor* t) {
         if (!t) return;
         const Exact v = val(*t, i * c.h + col);
-        vals.push_back(v), a += abs_e(v), ++terms;
+        vals.push_back(v), a += abs_exact(v), ++terms;
       };
       add_skip(c.skip1);
       add_skip(c.skip2);
@@ -632,14 +626,13 @@ CombineBounds combine_bounds(const Combine& c, AccPrecision accp) {
             c.brow[i * c.k + j] >= 0 ? val(*c.bias, c.brow[i * c.k + j] * c.h + col) : Exact(0);
         const Exact sv = c.scales ? val(*c.scales, i * c.k + j) : Exact(1);
         vals.insert(vals.end(), {rv, bv, sv, rv + bv, sv * rv, sv * bv, sv * (rv + bv)});
-        a += abs_e(sv) * (abs_e(rv) + abs_e(bv));
-        smax = std::max(smax, abs_e(sv));
-        inner_max = std::max(inner_max, abs_e(rv) + abs_e(bv));
+        a += abs_exact(sv) * (abs_exact(rv) + abs_exact(bv));
+        smax = std::max(smax, abs_exact(sv));
+        inner_max = std::max(inner_max, abs_exact(rv) + abs_exact(bv));
         ++terms;
       }
       const Exact ex = exact_combine(c, i, col);
-      b.exact.data<double>()[i * c.h + col] =
-          num::to_double(num::kF64, num::encode(num::kF64, ex, Round::kRint));
+      b.exact.data<double>()[i * c.h + col] = to_double_nearest(ex);
       double& bd = b.bound.data<double>()[i * c.h + col];
       // Provably exact: every value a multiple of 2^q, q >= emin (normal range: no flush), and
       // A < 2^(p + q): every partial sum of every subset, in any order, is an acc-format number.
@@ -649,7 +642,7 @@ CombineBounds combine_bounds(const Combine& c, AccPrecision accp) {
         // The accumulator is exact; the cast of the exact value to the output dtype is
         // deterministic: the bound is that rounding's error (0 when the output holds it).
         const Exact r = num::to_exact(out, num::encode(out, ex, Round::kRint)) - ex;
-        bd = r == 0 ? 0.0 : stored_bound(abs_e(r), ex);
+        bd = r == 0 ? 0.0 : stored_bound(abs_exact(r), ex);
         continue;
       }
       b.all_provably_exact = false;
@@ -667,7 +660,7 @@ CombineBounds combine_bounds(const Combine& c, AccPrecision accp) {
       }
       // The final cast to the output dtype (only when it is narrower than the accumulator).
       if (&acc != &out && acc.mant_bits > out.mant_bits) {
-        const Exact mag = abs_e(ex) + e;
+        const Exact mag = abs_exact(ex) + e;
         if (mag >= overflow_threshold(out)) {
           bd = inf;
           continue;

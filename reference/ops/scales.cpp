@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "qconf/numeric/bounds.h"
 #include "qconf/numeric/float_format.h"
 
 namespace qconf {
@@ -33,6 +34,10 @@ using num::kF16;
 using num::kF32;
 using num::kF64;
 using num::Round;
+// Bound helpers (qconf/numeric/bounds.h, docs/bounds.md).
+using num::gamma;
+using num::pow2;
+using num::stored_bound;
 
 // ---- names ----------------------------------------------------------------------------------
 
@@ -318,48 +323,13 @@ uint64_t reciprocal_bits(const FloatFormat& f, uint64_t x) {
   }
 }
 
-Exact pow2(int e) {
-  return e >= 0 ? Exact(num::BigInt(1) << e) : Exact(num::BigInt(1), num::BigInt(1) << -e);
-}
-
-// 2-adic valuation of a nonzero dyadic rational: v with |x| = odd * 2^v.
-int dyadic_exponent(const Exact& x) {
-  num::BigInt n = boost::multiprecision::numerator(x);
-  if (n < 0) n = -n;
-  const num::BigInt d = boost::multiprecision::denominator(x);
-  return static_cast<int>(boost::multiprecision::lsb(n)) -
-         static_cast<int>(boost::multiprecision::lsb(d));
-}
-
 bool representable_f32(const Exact& x) {
   const uint64_t b = num::encode(kF32, x, Round::kRint);
   return !num::is_inf(kF32, b) && num::to_exact(kF32, b) == x;
 }
 
 // |x| rounds to Inf in fp32 (round to nearest): |x| >= 2^128 - 2^103.
-bool overflows_f32(const Exact& x) {
-  const Exact a = x < 0 ? Exact(-x) : x;
-  return a >= pow2(128) - pow2(103);
-}
-
-// gamma_n = n u / (1 - n u), u = 2^-24 (Higham, Accuracy and Stability, §3.1).
-Exact gamma(int64_t n) {
-  const Exact nu = Exact(n) * pow2(-24);
-  return nu / (Exact(1) - nu);
-}
-
-double exact_to_double_nearest(const Exact& v) {
-  return num::to_double(kF64, num::encode(kF64, v, Round::kRint));
-}
-
-// The stored bound: the derived bound plus the error of storing `exact` as a double, widened by
-// 2^-50 relative for the checker's own double subtraction, rounded up.
-double stored_bound(const Exact& bound, const Exact& exact) {
-  Exact stored_err = num::to_exact(kF64, num::encode(kF64, exact, Round::kRint)) - exact;
-  if (stored_err < 0) stored_err = -stored_err;
-  const Exact b = (bound + stored_err) * (Exact(1) + pow2(-50));
-  return num::to_double(kF64, num::encode(kF64, b, Round::kCeil));
-}
+bool overflows_f32(const Exact& x) { return num::abs_exact(x) >= num::overflow_threshold(kF32); }
 
 }  // namespace
 
@@ -678,13 +648,13 @@ SumBound w4a8_scale_bias_bound(const Tensor& weight, const Tensor& scale, const 
           for (const Exact& f : {W, P, absS}) m = std::max(m, f < 0 ? Exact(-f) : f);
           slack += pow2(-149) * m;
         }
-        if (T != 0) q = std::min(q, dyadic_exponent(T));
+        if (T != 0) q = std::min(q, num::low_bit(T));
       }
       const Exact exact = Exact(8) * sum;
       const bool exact_ok = products_exact && !overflow &&
                             (sum_abs == 0 || (q >= -149 && sum_abs <= pow2(24 + q) &&
                                               !overflows_f32(Exact(8) * sum_abs)));
-      b.exact.data<double>()[o] = exact_to_double_nearest(exact);
+      b.exact.data<double>()[o] = num::to_double_nearest(exact);
       if (exact_ok) {
         b.bound.data<double>()[o] = 0;
         b.provably_exact[static_cast<size_t>(o)] = true;
@@ -745,9 +715,9 @@ SumBound w4a8_scale_bias_rank_sum_bound(const Tensor& sb, int64_t tp, W4a8BiasPr
       const Exact x = num::to_exact(kF32, in[r * c + j]);
       sum += x;
       sum_abs += x < 0 ? Exact(-x) : x;
-      if (x != 0) q = std::min(q, dyadic_exponent(x));
+      if (x != 0) q = std::min(q, num::low_bit(x));
     }
-    b.exact.data<double>()[r] = exact_to_double_nearest(sum);
+    b.exact.data<double>()[r] = num::to_double_nearest(sum);
     if (sum_abs == 0 || c == 1 || (sum_abs <= pow2(24 + q) && !overflows_f32(sum_abs))) {
       b.bound.data<double>()[r] = 0;
       b.provably_exact[static_cast<size_t>(r)] = true;

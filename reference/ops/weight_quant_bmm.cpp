@@ -26,6 +26,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "qconf/numeric/bounds.h"
 #include "qconf/numeric/float_format.h"
 #include "qconf/numeric/fp_ops.h"
 #include "qconf/ops/int4pack.h"
@@ -138,12 +139,17 @@ using num::BigInt;
 using num::Exact;
 using num::kF32;
 using num::Round;
+// Bound helpers (qconf/numeric/bounds.h, docs/bounds.md).
+using num::gamma;
+using num::half_ulp;
+using num::overflow_threshold;
+using num::pow2;
+using num::stored_bound;
+using num::to_double_nearest;
 
 const num::FloatFormat& fmt(DType t) {
   return t == DType::kF16 ? num::kF16 : (t == DType::kBF16 ? num::kBF16 : num::kF32);
 }
-
-Exact pow2(int e) { return e >= 0 ? Exact(BigInt(1) << e) : Exact(BigInt(1), BigInt(1) << -e); }
 
 // ---- the exact dot product ---------------------------------------------------------------------
 
@@ -257,51 +263,6 @@ uint32_t nominal_acc(const ExactDot& d) {
 }
 
 // ---- bounds (docs/bounds.md) -------------------------------------------------------------------
-
-// gamma_n = n u / (1 - n u), u = 2^-24 (Higham, Accuracy and Stability of Numerical Algorithms,
-// 2nd ed., Lemma 3.1 and eq. (4.4): any order of n - 1 additions of n terms).
-Exact gamma(int64_t n) {
-  const Exact nu = Exact(n) * pow2(-24);
-  return nu / (Exact(1) - nu);
-}
-
-// floor(log2(v)) for v > 0.
-int floor_log2(const Exact& v) {
-  const BigInt num = boost::multiprecision::numerator(v),
-               den = boost::multiprecision::denominator(v);
-  int e = static_cast<int>(boost::multiprecision::msb(num)) -
-          static_cast<int>(boost::multiprecision::msb(den));
-  while (pow2(e) > v) --e;
-  while (pow2(e + 1) <= v) ++e;
-  return e;
-}
-
-// Half an ulp of format f at magnitude mag (>= 0): the largest rounding error of a round to
-// nearest of any value of magnitude <= mag (the ulp grows with the magnitude; below the normal
-// range it is the subnormal spacing).
-Exact half_ulp(const num::FloatFormat& f, const Exact& mag) {
-  const int emin = num::min_exponent(f);
-  const int e = mag < pow2(emin) ? emin : floor_log2(mag);
-  return pow2(e - f.mant_bits - 1);
-}
-
-// Values of magnitude >= this round to Inf (round to nearest): (2 - 2^-p) 2^emax.
-Exact overflow_threshold(const num::FloatFormat& f) {
-  return pow2(num::max_exponent(f) + 1) - pow2(num::max_exponent(f) - f.mant_bits - 1);
-}
-
-double to_double_nearest(const Exact& v) {
-  return num::to_double(num::kF64, num::encode(num::kF64, v, Round::kRint));
-}
-
-// The stored bound: the derived bound plus the error of storing the exact value as a double,
-// widened by 2^-50 relative for the checker's own double subtraction, rounded up.
-double stored_bound(const Exact& bound, const Exact& exact) {
-  Exact err = num::to_exact(num::kF64, num::encode(num::kF64, exact, Round::kRint)) - exact;
-  if (err < 0) err = -err;
-  const Exact b = (bound + err) * (Exact(1) + pow2(-50));
-  return num::to_double(num::kF64, num::encode(num::kF64, b, Round::kCeil));
-}
 
 struct AccBound {
   bool infinite = false;  // an overflow is reachable: anything goes

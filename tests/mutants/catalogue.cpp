@@ -19,6 +19,7 @@
 #include "qconf/numeric/float_format.h"
 #include "qconf/numeric/fp_ops.h"
 #include "qconf/numeric/rounding.h"
+#include "qconf/ops/dispatch.h"
 #include "qconf/ops/dynamic_quant.h"
 #include "qconf/ops/int4pack.h"
 #include "qconf/ops/nz.h"
@@ -878,6 +879,287 @@ Kernel eplb_map_mutant(EplbBug bug) {
   };
 }
 
+// ---- MoE dispatch and combine (npu_moe_init_routing*, npu_moe_finalize_routing,
+// npu_moe_token_unpermute) --------------------------------------------------------------------
+
+enum class RouteBug {
+  kNone,
+  kTiesReversed,       // unstable sort: each expert's rows in reverse flat-position order
+  kCumsumCountSwap,    // expert_tokens type 0 written as counts, type 1 as the cumsum
+  kRangeEndInclusive,  // active test start <= id <= end
+  kCapacityOffByOne,   // drop-pad keeps capacity - 1 rows per expert (j + 1 >= C dropped)
+};
+
+// Positions [0, n) sorted by key with a counting sort; ties in increasing position (the stable
+// sort) or, with kTiesReversed, in decreasing position (a bucket filled from its end).
+std::vector<int32_t> route_sort(const std::vector<int64_t>& key, const std::vector<int32_t>& order,
+                                RouteBug bug) {
+  std::vector<int32_t> perm(order);
+  std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return key[a] < key[b]; });
+  if (bug == RouteBug::kTiesReversed)
+    for (size_t i = 0; i < perm.size();) {
+      size_t j = i;
+      while (j < perm.size() && key[perm[j]] == key[perm[i]]) ++j;
+      std::reverse(perm.begin() + static_cast<std::ptrdiff_t>(i),
+                   perm.begin() + static_cast<std::ptrdiff_t>(j));
+      i = j;
+    }
+  return perm;
+}
+
+void copy_row_bytes(const Tensor& x, int64_t src, Tensor& out, int64_t dst) {
+  const size_t rb = static_cast<size_t>(x.dim(1)) * dtype_size(x.dtype());
+  std::memcpy(out.bytes() + dst * static_cast<int64_t>(rb),
+              x.bytes() + src * static_cast<int64_t>(rb), rb);
+}
+
+// A scalar port of npu_moe_init_routing (v1) with one bug.
+Kernel init_routing_v1_port(RouteBug bug) {
+  return [bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    const Tensor& x = in.at("x");
+    const Tensor& row_idx = in.at("row_idx");
+    const Tensor& ids = in.at("expert_idx");
+    const int64_t n = x.dim(0), k = ids.dim(1), nk = n * k;
+    const bool by_value = param_str(p, "tie_order", "flat_position") == "row_idx_value";
+    std::vector<int64_t> key(static_cast<size_t>(nk));
+    std::vector<int32_t> order(static_cast<size_t>(nk));
+    for (int64_t q = 0; q < nk; ++q) key[q] = ids.int_at(q);
+    for (int64_t q = 0; q < nk; ++q) {
+      if (by_value)
+        order[row_idx.int_at(q)] = static_cast<int32_t>(q);  // positions by row_idx value
+      else
+        order[q] = static_cast<int32_t>(q);
+    }
+    const std::vector<int32_t> perm = route_sort(key, order, bug);
+    const int64_t rows_out = std::min(n, param_int(p, "active_num", 0)) * k;
+    Tensor eei(DType::kI32, {nk}), eri(DType::kI32, {nk}), ex(x.dtype(), {rows_out, x.dim(1)});
+    for (int64_t i = 0; i < nk; ++i) {
+      eei.data<int32_t>()[i] = static_cast<int32_t>(key[perm[i]]);
+      const int64_t src = row_idx.int_at(perm[i]);
+      eri.data<int32_t>()[src] = static_cast<int32_t>(i);
+      if (i < rows_out) copy_row_bytes(x, src % n, ex, i);
+    }
+    out["sorted_position"] = Tensor::from<int32_t>({nk}, perm);
+    out["expanded_expert_idx"] = eei;
+    out["expanded_row_idx"] = eri;
+    out["expanded_x"] = ex;
+  };
+}
+
+// A scalar port of npu_moe_init_routing_v2 with one bug: sort, row index, expert_tokens,
+// drop-pad and the unquantized copy. quant_mode 0/1 rows are quantized by the optimized kernel
+// (the port's own sort and index stages are kept): the bugs here are in the routing, not the
+// quantization.
+Kernel init_routing_v2_port(RouteBug bug) {
+  Kernel quant = optimized("npu_moe_init_routing_v2");
+  return [bug, quant](const Params& p, const TensorMap& in, TensorMap& out) {
+    const Tensor& x = in.at("x");
+    const Tensor& ids = in.at("expert_idx");
+    const Tensor* scale = opt_in(in, "scale");
+    const int64_t n = ids.dim(0), k = ids.dim(1), nk = n * k, h = x.dim(1);
+    const int64_t e_num = param_int(p, "expert_num", -1);
+    int64_t start = 0, end = e_num;
+    if (p.contains("active_expert_range"))
+      start = p["active_expert_range"][0].get<int64_t>(),
+      end = p["active_expert_range"][1].get<int64_t>();
+    const int64_t end_test = bug == RouteBug::kRangeEndInclusive ? end + 1 : end;
+    std::vector<int64_t> key(static_cast<size_t>(nk));
+    std::vector<int32_t> order(static_cast<size_t>(nk));
+    int64_t total = 0;
+    for (int64_t q = 0; q < nk; ++q) {
+      const int64_t id = ids.int_at(q);
+      key[q] = id < start ? INT32_MAX : id;
+      order[q] = static_cast<int32_t>(q);
+      total += id >= start && id < end_test;
+    }
+    const std::vector<int32_t> perm = route_sort(key, order, bug);
+    Tensor sk(DType::kI32, {nk});
+    for (int64_t i = 0; i < nk; ++i) sk.data<int32_t>()[i] = static_cast<int32_t>(key[perm[i]]);
+    out["sorted_expert_idx"] = sk;
+    out["sorted_row_idx"] = Tensor::from<int32_t>({nk}, perm);
+    out["expert_tokens"] = Tensor(DType::kI64, {0});
+    out["expanded_scale"] = Tensor(DType::kF32, {0});
+    const bool flag =
+        p.contains("expert_tokens_num_flag") && p["expert_tokens_num_flag"].get<bool>();
+    if (param_int(p, "drop_pad_mode", 0) == 1) {
+      const int64_t cap = param_int(p, "expert_capacity", -1);
+      std::vector<int64_t> counts(static_cast<size_t>(e_num), 0);
+      Tensor eri(DType::kI32, {nk}), ex(x.dtype(), {e_num, cap, h});
+      Tensor es(DType::kF32, {scale ? e_num * cap : 0});
+      std::fill_n(eri.data<int32_t>(), nk, -1);
+      std::memset(ex.bytes(), 0, ex.nbytes());
+      if (scale) std::fill_n(es.data<float>(), e_num * cap, 0.0f);
+      for (int64_t i = 0; i < nk; ++i) {
+        const int64_t e = ids.int_at(perm[i]), j = counts[e]++;
+        const int64_t keep = bug == RouteBug::kCapacityOffByOne ? cap - 1 : cap;
+        if (j >= keep) continue;
+        eri.data<int32_t>()[perm[i]] = static_cast<int32_t>(e * cap + j);
+        copy_row_bytes(x, perm[i] / k, ex, e * cap + j);  // row e*C + j of [E, C, H]
+        if (scale) es.data<float>()[e * cap + j] = scale->data<float>()[perm[i] / k];
+      }
+      out["expanded_row_idx"] = eri;
+      out["expanded_x"] = ex;
+      if (scale) out["expanded_scale"] = es;
+      if (flag) out["expert_tokens"] = Tensor::from<int64_t>({e_num}, counts);
+      return;
+    }
+    if (param_int(p, "row_idx_type", 0) == 0) {
+      Tensor eri(DType::kI32, {nk});
+      std::fill_n(eri.data<int32_t>(), nk, -1);
+      for (int64_t i = 0; i < total; ++i) eri.data<int32_t>()[perm[i]] = static_cast<int32_t>(i);
+      out["expanded_row_idx"] = eri;
+    } else {
+      out["expanded_row_idx"] =
+          Tensor::from<int32_t>({total}, std::vector<int32_t>(perm.begin(), perm.begin() + total));
+    }
+    if (flag) {
+      std::vector<int64_t> counts(static_cast<size_t>(e_num), 0);
+      for (int64_t i = 0; i < total; ++i) ++counts[key[perm[i]]];
+      int64_t type = param_int(p, "expert_tokens_num_type", 0);
+      if (bug == RouteBug::kCumsumCountSwap && type < 2) type = 1 - type;
+      if (type == 2) {
+        Tensor kv(DType::kI64, {e_num, 2});
+        std::fill_n(kv.data<int64_t>(), 2 * e_num, 0);
+        int64_t r = 0;
+        for (int64_t e = start; e < end; ++e)
+          if (counts[e])
+            kv.data<int64_t>()[2 * r] = e, kv.data<int64_t>()[2 * r + 1] = counts[e], ++r;
+        out["expert_tokens"] = kv;
+      } else {
+        std::vector<int64_t> t;
+        int64_t run = 0;
+        for (int64_t e = start; e < end; ++e) t.push_back(type == 1 ? counts[e] : run += counts[e]);
+        out["expert_tokens"] = Tensor::from<int64_t>({end - start}, t);
+      }
+    }
+    const int64_t active = param_int(p, "active_num", -1);
+    const int64_t n_out = active <= 0 ? total : std::min(active, total);
+    if (param_int(p, "quant_mode", -1) != -1) {
+      TensorMap q;
+      quant(p, in, q);  // the quantized rows and scales of the optimized kernel
+      out["expanded_x"] = q.at("expanded_x");
+      out["expanded_scale"] = q.at("expanded_scale");
+      return;
+    }
+    Tensor ex(x.dtype(), {n_out, h});
+    for (int64_t i = 0; i < n_out; ++i) copy_row_bytes(x, perm[i] / k, ex, i);
+    out["expanded_x"] = ex;
+    if (scale) {
+      std::vector<float> es(static_cast<size_t>(n_out));
+      for (int64_t i = 0; i < n_out; ++i) es[i] = scale->data<float>()[perm[i] / k];
+      out["expanded_scale"] = Tensor::from<float>({n_out}, es);
+    }
+  };
+}
+
+// quant_mode numbering swapped (op-plugin: QUANT_MODE_STATIC = 0, QUANT_MODE_DYNAMIC = 1): a
+// port that runs the dynamic per-row quant for 0 (scale and offset unused) and the static quant
+// for 1 (scale 1, offset 0 when the tensors are absent or not [1]).
+Kernel init_routing_v2_quant_mode_swapped() {
+  Kernel k = optimized("npu_moe_init_routing_v2");
+  return [k](const Params& p, const TensorMap& in, TensorMap& out) {
+    const int64_t mode = param_int(p, "quant_mode", -1);
+    if (mode == -1) return k(p, in, out);
+    Params q = p;
+    TensorMap in2 = in;
+    q["quant_mode"] = 1 - mode;
+    if (mode == 0) {
+      in2.erase("scale");
+      in2.erase("offset");
+    } else {
+      if (!in2.count("scale") || in2.at("scale").numel() != 1)
+        in2["scale"] = Tensor::from<float>({1}, {1.0f});
+      if (!in2.count("offset")) in2["offset"] = Tensor::from<float>({1}, {0.0f});
+    }
+    k(q, in2, out);
+  };
+}
+
+// A scalar port of the combine (npu_moe_finalize_routing, npu_moe_token_unpermute): the row
+// index of (token i, slot j) computed by the port, then fp32 in a fixed order (skip1, skip2,
+// k = 0..K-1: acc += s * (r + b)) and one cast to the output dtype.
+enum class CombineBug {
+  kNone,
+  kIndexConventionSwapped,  // finalize: k-major and token-major src_to_dst index confused
+  kMinusOneIsLastRow,       // finalize: idx -1 read Python-style as the last row
+  kGatherScatterSwapped,    // unpermute: gather and scatter readings of sorted_indices confused
+};
+
+float f32_of(const Tensor& t, int64_t i) { return fval(f32_at(t, i)); }
+
+void combine_port(const std::vector<int32_t>& row, const std::vector<int32_t>& brow, int64_t n,
+                  int64_t k, const Tensor& rows, const Tensor* skip1, const Tensor* skip2,
+                  const Tensor* bias, const Tensor* scales, TensorMap& out) {
+  const int64_t h = rows.dim(rows.rank() - 1);
+  const DType dt = rows.dtype();
+  Tensor o(dt, {n, h});
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < h; ++c) {
+      float acc = skip1 ? f32_of(*skip1, i * h + c) : 0.0f;
+      if (skip2) acc = acc + f32_of(*skip2, i * h + c);
+      for (int64_t j = 0; j < k; ++j) {
+        const int32_t r = row[i * k + j];
+        if (r < 0) continue;
+        float v = f32_of(rows, r * h + c);
+        if (bias && brow[i * k + j] >= 0) v = v + f32_of(*bias, brow[i * k + j] * h + c);
+        if (scales) v = f32_of(*scales, i * k + j) * v;
+        acc = acc + v;
+      }
+      const uint64_t b = num::convert(kF32, fbits(acc), fmt(dt));
+      if (dt == DType::kF32)
+        o.data<uint32_t>()[i * h + c] = static_cast<uint32_t>(b);
+      else
+        o.data<uint16_t>()[i * h + c] = static_cast<uint16_t>(b);
+    }
+  out["gathered_row"] = Tensor::from<int32_t>({n, k}, row);
+  out["out"] = o;
+}
+
+Kernel finalize_port(CombineBug bug) {
+  return [bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    const Tensor& rows = in.at("expanded_permuted_rows");
+    const Tensor* scales = opt_in(in, "scales");
+    const Tensor* ids = opt_in(in, "expert_for_source_row");
+    const Tensor& s2d = in.at("expanded_src_to_dst_row");
+    const int64_t nk = s2d.numel();
+    const int64_t k = scales ? scales->dim(1) : ids ? ids->dim(1) : param_int(p, "k", 1);
+    const int64_t n = nk / k;
+    const int64_t r_rows = rows.numel() / rows.dim(rows.rank() - 1);
+    bool k_major = param_int(p, "drop_pad_mode", 0) < 2;
+    if (bug == CombineBug::kIndexConventionSwapped) k_major = !k_major;
+    std::vector<int32_t> row(static_cast<size_t>(nk)), brow(static_cast<size_t>(nk), -1);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < k; ++j) {
+        int64_t r = s2d.int_at(k_major ? j * n + i : i * k + j);
+        if (r < 0 && bug == CombineBug::kMinusOneIsLastRow) r = r_rows + r;
+        row[i * k + j] = static_cast<int32_t>(r);
+        if (r >= 0 && ids) brow[i * k + j] = static_cast<int32_t>(ids->int_at(i * k + j));
+      }
+    combine_port(row, brow, n, k, rows, opt_in(in, "skip1"), opt_in(in, "skip2"),
+                 opt_in(in, "bias"), scales, out);
+  };
+}
+
+Kernel unpermute_port(CombineBug bug) {
+  return [bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    const Tensor& t = in.at("permuted_tokens");
+    const Tensor& s = in.at("sorted_indices");
+    const Tensor* probs = opt_in(in, "probs");
+    const int64_t nk = s.numel(), k = probs ? probs->dim(1) : 1, n = nk / k;
+    bool gather = param_str(p, "index_form", "gather") == "gather";
+    if (bug == CombineBug::kGatherScatterSwapped) gather = !gather;
+    std::vector<int32_t> row(static_cast<size_t>(nk));
+    for (int64_t m = 0; m < nk; ++m) {
+      if (gather)
+        row[m] = static_cast<int32_t>(s.int_at(m));
+      else
+        row[s.int_at(m)] = static_cast<int32_t>(m);
+    }
+    combine_port(row, std::vector<int32_t>(static_cast<size_t>(nk), -1), n, k, t, nullptr, nullptr,
+                 nullptr, probs, out);
+  };
+}
+
 }  // namespace
 
 const std::vector<Mutant>& catalogue() {
@@ -1080,6 +1362,38 @@ const std::vector<Mutant>& catalogue() {
     add("eplb.routing_period_missing", "eplb_map_to_physical",
         "token row not reduced modulo the 1024-row routing table",
         "period_vs_direct_modulo_3_replicas", eplb_map_mutant(EplbBug::kNoPeriod));
+
+    const std::string ir1 = "npu_moe_init_routing", ir2 = "npu_moe_init_routing_v2";
+    add("init_routing.unstable_sort", ir1,
+        "unstable sort: ties between equal expert ids reordered (each expert's rows in reverse "
+        "flat-position order)",
+        "stable_dup_experts_flat_position", init_routing_v1_port(RouteBug::kTiesReversed));
+    add("init_routing_v2.unstable_sort", ir2,
+        "unstable sort: ties between equal expert ids reordered (each expert's rows in reverse "
+        "flat-position order)",
+        "stable_dup_experts_type1", init_routing_v2_port(RouteBug::kTiesReversed));
+    add("init_routing_v2.cumsum_count_swapped", ir2,
+        "expert_tokens_num_type 0 (cumsum) written as per-expert counts and 1 (count) as the "
+        "cumsum",
+        "stable_dup_experts_type0", init_routing_v2_port(RouteBug::kCumsumCountSwap));
+    add("init_routing_v2.range_end_inclusive", ir2,
+        "active_expert_range upper bound inclusive: ids equal to end routed as active",
+        "inactive_range_2_6_type0", init_routing_v2_port(RouteBug::kRangeEndInclusive));
+    add("init_routing_v2.capacity_off_by_one", ir2,
+        "drop-pad capacity off by one: only expert_capacity - 1 rows kept per expert",
+        "drop_pad_capacity_2", init_routing_v2_port(RouteBug::kCapacityOffByOne));
+    add("init_routing_v2.quant_mode_swapped", ir2,
+        "quant_mode 0/1 numbering swapped: 0 runs the dynamic per-row quant, 1 the static one",
+        "static_quant_separator_fp16", init_routing_v2_quant_mode_swapped());
+    add("finalize.index_convention_swapped", "npu_moe_finalize_routing",
+        "expanded_src_to_dst_row read token-major (i*K + k) for modes 0/1 and k-major for 2/3",
+        "index_convention_mode0", finalize_port(CombineBug::kIndexConventionSwapped));
+    add("finalize.minus_one_is_last_row", "npu_moe_finalize_routing",
+        "a -1 src_to_dst entry read Python-style as the last expanded row instead of adding 0",
+        "inactive_rows_exact_float32", finalize_port(CombineBug::kMinusOneIsLastRow));
+    add("unpermute.gather_scatter_swapped", "npu_moe_token_unpermute",
+        "sorted_indices read as a scatter where the gather is asked (and vice versa)",
+        "cycle_no_probs_gather", unpermute_port(CombineBug::kGatherScatterSwapped));
     return m;
   }();
   return v;
@@ -1152,6 +1466,15 @@ const std::vector<Variation>& legitimate_variations() {
         {"eplb_map.port", "eplb_map_to_physical", "scalar port", eplb_map_mutant(EplbBug::kNone)});
     l.push_back({"quant_matmul.port", "npu_quant_matmul", "optimized GEMM, ported epilogue",
                  quant_matmul_port(QmmBug::kNone)});
+    l.push_back({"init_routing.port", "npu_moe_init_routing", "scalar port (stable sort)",
+                 init_routing_v1_port(RouteBug::kNone)});
+    l.push_back({"init_routing_v2.port", "npu_moe_init_routing_v2",
+                 "scalar port (stable sort; quantized rows from the optimized kernel)",
+                 init_routing_v2_port(RouteBug::kNone)});
+    l.push_back({"finalize.port", "npu_moe_finalize_routing", "scalar port, fp32 fixed order",
+                 finalize_port(CombineBug::kNone)});
+    l.push_back({"unpermute.port", "npu_moe_token_unpermute", "scalar port, fp32 fixed order",
+                 unpermute_port(CombineBug::kNone)});
     return l;
   }();
   return v;

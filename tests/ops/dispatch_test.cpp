@@ -426,6 +426,87 @@ TEST(FinalizeRouting, EveryLegitimateOrderIsWithinTheBoundAndTheBoundIsNotVacuou
     }
 }
 
+// The fixed order of the optimized combine, one element at a time: acc = skip1 (or +0),
+// + skip2, then for k = 0..K-1: v = r (+ b), v = s * v, acc = acc + v; one RNE cast. `fused`
+// plants a bug: s * r + acc contracted into one fused multiply-add (no bias only).
+Tensor fixed_order_scalar(const Fin& f, const FinalizeRoutingArgs& a, bool fused) {
+  const int64_t n = f.scales.dim(0), k = f.scales.dim(1), h = f.rows.dim(1);
+  const DType dt = f.rows.dtype();
+  const num::FloatFormat& fm = dt == DType::kF32   ? num::kF32
+                               : dt == DType::kF16 ? num::kF16
+                                                   : num::kBF16;
+  auto at = [&](const Tensor& t, int64_t i) {
+    return num::f32_from_bits(static_cast<uint32_t>(num::convert(fm, t.bits_at(i), num::kF32)));
+  };
+  Tensor out(dt, {n, h});
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < h; ++c) {
+      float acc = a.skip1 ? at(*a.skip1, i * h + c) : 0.0f;
+      if (a.skip2) acc = acc + at(*a.skip2, i * h + c);
+      for (int64_t j = 0; j < k; ++j) {
+        const int32_t r = f.s2d.data<int32_t>()[a.drop_pad_mode < 2 ? j * n + i : i * k + j];
+        if (r < 0) continue;
+        float v = at(f.rows, r * h + c);
+        if (a.bias) v = v + at(f.bias, f.ids.data<int32_t>()[i * k + j] * h + c);
+        const float s = a.scales ? at(f.scales, i * k + j) : 1.0f;
+        if (fused && !a.bias) {
+          acc = std::fma(s, v, acc);
+          continue;
+        }
+        if (a.scales) v = s * v;
+        acc = acc + v;
+      }
+      const uint64_t b = num::convert(num::kF32, num::f32_bits(acc), fm);
+      if (dt == DType::kF32)
+        out.data<uint32_t>()[i * h + c] = static_cast<uint32_t>(b);
+      else
+        out.data<uint16_t>()[i * h + c] = static_cast<uint16_t>(b);
+    }
+  return out;
+}
+
+TEST(FinalizeRouting, SimdCombineIsTheFixedOrderScalarSumBitForBitForEveryTailAndThreadCount) {
+  int fused_differs = 0;
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
+    for (int64_t h : {1, 7, 15, 16, 17, 33, 100})  // below, at and past the vector widths
+      for (int mode : {0, 2})
+        for (int form = 0; form < 4; ++form) {  // skip2 / bias / scales present or not
+          const Fin f = make_fin(dt, 11, 3, h, 8, false, 51 + h);
+          FinalizeRoutingArgs a = f.args(mode);
+          if (form & 1) a.skip2 = nullptr;
+          if (form & 2) a.bias = nullptr;
+          if (form == 3) a.scales = nullptr, a.skip1 = nullptr;
+          const Tensor want = fixed_order_scalar(f, a, false);
+          for (int th : {1, 2, 3})
+            EXPECT_TRUE(same_bits(want, opt::npu_moe_finalize_routing(a, th).out))
+                << dtype_name(dt) << " h " << h << " mode " << mode << " form " << form;
+          fused_differs += !same_bits(want, fixed_order_scalar(f, a, true));
+        }
+  // The comparison is not vacuous: a fused multiply-add port gives other bits somewhere.
+  EXPECT_GT(fused_differs, 0);
+}
+
+TEST(TokenUnpermute, SimdCombineIsTheFixedOrderScalarSumBitForBit) {
+  for (DType dt : {DType::kF32, DType::kBF16})
+    for (int64_t h : {5, 16, 37}) {
+      const Fin f = make_fin(dt, 9, 4, h, 8, false, 71 + h);
+      std::vector<int32_t> perm(36);
+      std::iota(perm.begin(), perm.end(), 0);
+      std::reverse(perm.begin(), perm.end());
+      const Tensor s = Tensor::from<int32_t>({36}, perm);
+      TokenUnpermuteArgs u;
+      u.permuted = &f.rows, u.indices = &s, u.probs = &f.scales;
+      // The same sum as finalize with a token-major index and no skip or bias.
+      Fin g = f;
+      g.s2d = s;
+      FinalizeRoutingArgs a = g.args(2);
+      a.skip1 = a.skip2 = a.bias = nullptr;
+      const Tensor want = fixed_order_scalar(g, a, false);
+      for (int th : {1, 2})
+        EXPECT_TRUE(same_bits(want, opt::npu_moe_token_unpermute(u, th).out)) << h;
+    }
+}
+
 TEST(FinalizeRouting, InactiveRowsContributeZero) {
   Fin f = make_fin(DType::kF32, 3, 2, 4, 4, true, 41);
   std::fill_n(f.s2d.data<int32_t>(), 6, -1);
@@ -479,6 +560,30 @@ TEST(TokenUnpermute, GatherAndScatterFormsDifferOnACycle) {
   const Tensor sc = ref::npu_moe_token_unpermute(a).out;
   EXPECT_EQ(std::memcmp(g.bytes(), t.bytes() + 8, 8), 0);    // out[0] = T[1]
   EXPECT_EQ(std::memcmp(sc.bytes(), t.bytes() + 16, 8), 0);  // out[0] = T[S^-1[0]] = T[2]
+}
+
+TEST(BadInput, NonFiniteCombineInputsAreRejectedNamingTheElement) {
+  // Inf, NaN and a finite value just below the largest exponent, per dtype.
+  struct C {
+    DType dt;
+    uint32_t inf, nan, big;
+  };
+  for (const C& c :
+       {C{DType::kF32, 0xFF800000u, 0x7FC00001u, 0x7F7FFFFFu},
+        C{DType::kF16, 0x7C00u, 0xFE01u, 0x7BFFu}, C{DType::kBF16, 0xFF80u, 0x7FC1u, 0x7F7Fu}}) {
+    Fin f = make_fin(c.dt, 3, 2, 4, 4, true, 61);
+    const size_t w = dtype_size(c.dt);
+    std::memcpy(f.rows.bytes() + 5 * w, &c.big, w);  // finite: accepted
+    EXPECT_EQ(error_of([&] { opt::npu_moe_finalize_routing(f.args(0)); }), "no error");
+    for (uint32_t bad : {c.inf, c.nan}) {
+      Fin g = f;
+      g.rows = Tensor(f.rows);
+      std::memcpy(g.rows.bytes() + 5 * w, &bad, w);
+      EXPECT_THAT(error_of([&] { opt::npu_moe_finalize_routing(g.args(0)); }),
+                  HasSubstr("expanded_permuted_rows element 5 is not finite"))
+          << dtype_name(c.dt) << " " << bad;
+    }
+  }
 }
 
 TEST(BadInput, ErrorsNameTheOpAndTheArgument) {

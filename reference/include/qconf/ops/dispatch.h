@@ -3,8 +3,8 @@
 //
 // One signature per op, implemented in reference/ops/dispatch.cpp (qconf::ref: the executable
 // specification, plus the per-element bounds of the float combines) and
-// optimized/ops/dispatch.cpp (qconf::opt: a stable counting sort, threaded gathers, a fixed-order
-// fp32 combine).
+// optimized/ops/dispatch.cpp (qconf::opt: a stable counting sort, threaded gathers) and
+// optimized/ops/dispatch_combine.cpp (a fixed-order fp32 combine, Highway SIMD over H).
 //
 // What is deterministic and what is not:
 //   * init_routing: a stable sort and copies (or the quantized copies): EXACT.
@@ -180,6 +180,8 @@ InitRoutingV2Stages npu_moe_init_routing_v2(const Tensor& x, const Tensor& exper
                                             const Tensor* scale, const Tensor* offset,
                                             const InitRoutingV2Config& c, int threads = 0);
 // fp32, k in increasing order: skip1 + skip2 first, then each term s * (r + b); one final cast.
+// SIMD lanes over H (no fused multiply-add), threads over tokens: the same bits for any target
+// and thread count.
 CombineStages npu_moe_finalize_routing(const FinalizeRoutingArgs& a, int threads = 0);
 CombineStages npu_moe_token_unpermute(const TokenUnpermuteArgs& a, int threads = 0);
 }  // namespace opt
