@@ -28,6 +28,7 @@ struct Case {
   conf::Params p;
   TensorMap in, ref;
   std::map<std::string, conf::Check> checks;
+  std::string name;
   Verdict verdict(const std::string& stage, const Tensor& got) const {
     conf::Stage s;
     s.name = stage;
@@ -37,16 +38,26 @@ struct Case {
     return conf::verify_stage(s, got).verdict;
   }
 };
-Case golden_case(const std::string& op, const std::string& name) {
+// Cases with their reference stages and checks, built once per op and shared by every test (the
+// ops' searched cases and the exact reference are the slow part of this file).
+const std::vector<Case>& golden_cases(const std::string& op) {
+  static std::map<std::string, std::vector<Case>> cache;
+  auto it = cache.find(op);
+  if (it != cache.end()) return it->second;
+  std::vector<Case>& v = cache[op];
   const conf::OpDef* def = conf::OpRegistry::instance().find(op);
-  EXPECT_NE(def, nullptr) << op;
-  for (const conf::CaseSpec& c : def->cases())
-    if (c.name == name) {
-      Case k{def, c.params, c.inputs, {}, {}};
-      def->reference(k.p, k.in, k.ref);
-      k.checks = def->oracle(k.p, k.in, k.ref);
-      return k;
-    }
+  if (def == nullptr) throw std::logic_error("no op " + op);
+  for (const conf::CaseSpec& c : def->cases()) {
+    Case k{def, c.params, c.inputs, {}, {}, c.name};
+    def->reference(k.p, k.in, k.ref);
+    k.checks = def->oracle(k.p, k.in, k.ref);
+    v.push_back(std::move(k));
+  }
+  return v;
+}
+Case golden_case(const std::string& op, const std::string& name) {
+  for (const Case& k : golden_cases(op))
+    if (k.name == name) return k;
   ADD_FAILURE() << "no case " << op << "/" << name;
   return {};
 }
@@ -344,13 +355,9 @@ TEST(ExpertMlpFused, EqualsGroupedMatmulSwigluQuantThenGroupedMatmulAtEveryThrea
 TEST(ExpertMlpOptimized, PassesEveryCaseOfEveryExpertMlpOp) {
   for (const char* op : {"npu_grouped_matmul", "npu_grouped_matmul_swiglu_quant",
                          "npu_dequant_swiglu_quant", "npu_swiglu"}) {
-    const conf::OpDef* def = conf::OpRegistry::instance().find(op);
-    ASSERT_NE(def, nullptr) << op;
-    for (const conf::CaseSpec& c : def->cases()) {
-      SCOPED_TRACE(std::string(op) + "/" + c.name);
-      Case k{def, c.params, c.inputs, {}, {}};
-      def->reference(k.p, k.in, k.ref);
-      k.checks = def->oracle(k.p, k.in, k.ref);
+    for (const Case& k : golden_cases(op)) {
+      const conf::OpDef* def = k.def;
+      SCOPED_TRACE(std::string(op) + "/" + k.name);
       TensorMap got;
       def->optimized(k.p, k.in, got);
       for (const auto& [stage, t] : got) EXPECT_EQ(k.verdict(stage, t), Verdict::kPass) << stage;
