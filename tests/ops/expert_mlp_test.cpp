@@ -354,7 +354,7 @@ TEST(ExpertMlpFused, EqualsGroupedMatmulSwigluQuantThenGroupedMatmulAtEveryThrea
 
 TEST(ExpertMlpOptimized, PassesEveryCaseOfEveryExpertMlpOp) {
   for (const char* op : {"npu_grouped_matmul", "npu_grouped_matmul_swiglu_quant",
-                         "npu_dequant_swiglu_quant", "npu_swiglu"}) {
+                         "npu_dequant_swiglu_quant", "npu_swiglu", "w4a8_msd_grouped_matmul"}) {
     for (const Case& k : golden_cases(op)) {
       const conf::OpDef* def = k.def;
       SCOPED_TRACE(std::string(op) + "/" + k.name);
@@ -364,6 +364,106 @@ TEST(ExpertMlpOptimized, PassesEveryCaseOfEveryExpertMlpOp) {
       EXPECT_EQ(got.count(def->stages.back().name), 1u);
     }
   }
+}
+
+// ---- w4a8_msd_grouped_matmul -------------------------------------------------------------------
+
+W4a8MsdStages msd_run(const Case& k, const W4a8MsdConfig& cfg) {
+  return ref::w4a8_msd_grouped_matmul(k.in.at("x"), k.in.at("weight"), k.in.at("scale"),
+                                      k.in.at("scale_bias"), k.in.at("x_scale"),
+                                      k.in.at("group_list"), cfg);
+}
+
+TEST(W4a8MsdOp, NibblesAndAccumulatorsRecombineToTheDirectProductOnTheValidRows) {
+  Case k = golden_case("w4a8_msd_grouped_matmul", "nibble_edges_groups_tail");
+  const Tensor& x = k.in.at("x");
+  const Tensor& w = k.in.at("weight");
+  const int64_t kk = x.dim(1), n2 = w.dim(2);
+  const GroupRows g = group_rows(k.in.at("group_list"), GroupListType::kCumsum, w.dim(0), x.dim(0));
+  for (int64_t i = 0; i < g.valid_rows * kk; ++i)
+    ASSERT_EQ(16 * k.ref.at("x_hi").data<int8_t>()[i] + k.ref.at("x_lo").data<int8_t>()[i] + 8,
+              x.data<int8_t>()[i]);
+  for (size_t gi = 0; gi < g.expert.size(); ++gi)
+    for (int64_t r = g.begin[gi]; r < g.end[gi]; ++r)
+      for (int64_t j = 0; j < n2; ++j) {
+        int64_t direct = 0, cs = 0;
+        for (int64_t q = 0; q < kk; ++q) {
+          const int64_t wv = w.data<int8_t>()[(g.expert[gi] * kk + q) * n2 + j];
+          direct += x.data<int8_t>()[r * kk + q] * wv;
+          cs += wv;
+        }
+        const int64_t o = r * n2 + j;
+        ASSERT_EQ(16 * k.ref.at("acc_hi").data<int32_t>()[o] +
+                      k.ref.at("acc_lo").data<int32_t>()[o] + 8 * cs,
+                  direct);
+      }
+  // Planted bugs: a truncating high nibble and a signed low nibble fail the nibble stages.
+  Tensor trunc_hi = k.ref.at("x_hi"), signed_lo = k.ref.at("x_lo");
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const int v = x.data<int8_t>()[i];
+    trunc_hi.data<int8_t>()[i] = static_cast<int8_t>(v / 16);
+    signed_lo.data<int8_t>()[i] = static_cast<int8_t>(static_cast<int8_t>((v & 0xF) << 4) >> 4);
+  }
+  EXPECT_EQ(k.verdict("x_hi", trunc_hi), Verdict::kFail);
+  EXPECT_EQ(k.verdict("x_lo", signed_lo), Verdict::kFail);
+  EXPECT_EQ(k.verdict("x_hi", k.ref.at("x_hi")), Verdict::kPass);
+}
+
+TEST(W4a8MsdOp, TheOtherSumOrderFailsEachSumOrderCase) {
+  Case a = golden_case("w4a8_msd_grouped_matmul", "sum_order_hi_lo_first");
+  Case b = golden_case("w4a8_msd_grouped_matmul", "sum_order_bias_first");
+  W4a8MsdConfig hi_lo, bias;
+  bias.bias_first = true;
+  EXPECT_EQ(a.verdict("msd_sum", msd_run(a, hi_lo).msd_sum), Verdict::kPass);
+  EXPECT_EQ(a.verdict("msd_sum", msd_run(a, bias).msd_sum), Verdict::kFail);
+  EXPECT_EQ(b.verdict("msd_sum", msd_run(b, bias).msd_sum), Verdict::kPass);
+  EXPECT_EQ(b.verdict("msd_sum", msd_run(b, hi_lo).msd_sum), Verdict::kFail);
+}
+
+TEST(W4a8MsdOp, TheOtherRequantRoundingFailsEachRoundingCase) {
+  Case a = golden_case("w4a8_msd_grouped_matmul", "requant_double_fp16");
+  Case b = golden_case("w4a8_msd_grouped_matmul", "requant_single_int16");
+  W4a8MsdConfig dbl, sgl;
+  sgl.rounding = SwigluQuantRounding::kSingleInt16;
+  EXPECT_EQ(a.verdict("y", msd_run(a, sgl).q.y), Verdict::kFail);
+  EXPECT_EQ(b.verdict("y", msd_run(b, dbl).q.y), Verdict::kFail);
+  EXPECT_EQ(b.verdict("y", msd_run(b, sgl).q.y), Verdict::kPass);
+}
+
+TEST(W4a8MsdOp, MissingClampFailsTheClampCase) {
+  Case k = golden_case("w4a8_msd_grouped_matmul", "clamp_limit_1_5");
+  W4a8MsdConfig no_clamp;  // planted bug
+  const W4a8MsdStages st = msd_run(k, no_clamp);
+  EXPECT_EQ(k.verdict("dequant", st.q.dequant), Verdict::kPass);  // the clamp comes after
+  EXPECT_EQ(k.verdict("y", st.q.y), Verdict::kFail);
+}
+
+TEST(W4a8MsdOp, OptimizedExactFixpipeRoundsOnceLikeTheReference) {
+  // x = 127 (x_hi = 7) and w[:, 0] = 7 over K = 209: A_hi = 10241 (14 bits); s = 2047 / 1024 (11
+  // bits): A_hi * s = 20471.9990234375 needs 25 bits, fp32 rounds it to 20472, an fp16 midpoint
+  // (ulp 16 there) that RNE sends to 20480, while the exact product rounds once to 20464.
+  const int64_t kk = 209;
+  Tensor x(DType::kI8, {1, kk}), w(DType::kI8, {1, kk, 2});
+  for (int64_t q = 0; q < kk; ++q) {
+    x.data<int8_t>()[q] = 127;
+    w.data<int8_t>()[q * 2] = 7;
+  }
+  const Tensor s = Tensor::from<float>({1, 2}, {2047.0f / 1024.0f, 1.0f});
+  const Tensor sb(DType::kF32, {1, 2});
+  const Tensor xs = Tensor::from<float>({1}, {std::ldexp(1.0f, -18)});
+  const Tensor gl = i64({1}, {1});
+  W4a8MsdConfig exact;
+  exact.fixpipe = FixpipePrecision::kExact;
+  const auto r32 = ref::w4a8_msd_grouped_matmul(x, w, s, sb, xs, gl, W4a8MsdConfig{});
+  const auto rex = ref::w4a8_msd_grouped_matmul(x, w, s, sb, xs, gl, exact);
+  const auto oex = opt::w4a8_msd_grouped_matmul(x, w, s, sb, xs, gl, exact);
+  const auto o32 = opt::w4a8_msd_grouped_matmul(x, w, s, sb, xs, gl, W4a8MsdConfig{});
+  EXPECT_EQ(rex.acc_hi.data<int32_t>()[0], 10241);
+  EXPECT_EQ(num::f16_to_f32(r32.a_hi.data<uint16_t>()[0]), 20480.0f);
+  EXPECT_EQ(num::f16_to_f32(rex.a_hi.data<uint16_t>()[0]), 20464.0f);
+  EXPECT_TRUE(oex.a_hi.bit_equal(rex.a_hi));
+  EXPECT_TRUE(o32.a_hi.bit_equal(r32.a_hi));
+  EXPECT_TRUE(oex.q.y.bit_equal(rex.q.y));
 }
 
 }  // namespace
