@@ -6,7 +6,8 @@
 // Groups are independent and each GEMM is multithreaded internally; results never depend on the
 // thread count. Rows past the group list are left 0 (unspecified).
 //
-// SwiGLU: fp32 with std::exp (glibc expf, < 1 ulp: within kExpRelErrorLog2), the canonical order
+// SwiGLU: fp32, mode 0 through Highway SIMD (hwy/contrib/math Exp, 1 ulp; swiglu_simd.cpp),
+// threaded over rows; mode 1 (OAI) scalar with std::exp (glibc expf, < 1 ulp); the canonical order
 // of steps (e = exp(-t), d = 1 + e, s = a / d, out = s * u); exact stages (dequant) are the
 // reference's fp32 steps; the int8 codes and scales follow from the computed SwiGLU by the same
 // row quant as the reference, so they are within the reachable sets.
@@ -22,6 +23,7 @@
 #include "qconf/opt/convert.h"
 #include "qconf/opt/expert_mlp.h"
 #include "qconf/opt/gemm_s8.h"
+#include "qconf/opt/parallel.h"
 
 namespace qconf::opt {
 
@@ -71,17 +73,26 @@ void row_quant(const float* s, int64_t h, SwigluQuantRounding r, int8_t* y, floa
   for (int64_t j = 0; j < h; ++j) y[j] = code_fast(s[j], q, r);
 }
 
+// Rows are independent (SwiGLU and the row quant): threaded over rows, the same code per row.
 void swiglu_quant_rows(const float* c, int64_t valid_rows, int64_t h, const SwigluConfig& cfg,
                        SwigluQuantRounding rnd, SwigluQuantStages& st) {
-  for (int64_t r = 0; r < valid_rows; ++r) {
-    const float* row = c + r * 2 * h;
-    float* s = st.swiglu.data<float>() + r * h;
-    for (int64_t j = 0; j < h; ++j) {
-      const auto [a, b] = swiglu_operands(row, h, j, cfg);
-      s[j] = swiglu_fast(a, b, cfg);
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(h, 1));
+  parallel_for(valid_rows, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = c + r * 2 * h;
+      float* s = st.swiglu.data<float>() + r * h;
+      if (cfg.swiglu_mode == 0) {
+        swiglu_halves_f32(row + (cfg.activate_left ? 0 : h), row + (cfg.activate_left ? h : 0), s,
+                          h);
+      } else {
+        for (int64_t j = 0; j < h; ++j) {
+          const auto [a, b] = swiglu_operands(row, h, j, cfg);
+          s[j] = swiglu_fast(a, b, cfg);
+        }
+      }
+      row_quant(s, h, rnd, st.y.data<int8_t>() + r * h, st.scale.data<float>() + r);
     }
-    row_quant(s, h, rnd, st.y.data<int8_t>() + r * h, st.scale.data<float>() + r);
-  }
+  });
 }
 
 Tensor rows_view_copy(const Tensor& t, int64_t r0, int64_t r1) {
@@ -152,28 +163,39 @@ Tensor npu_swiglu(const Tensor& x, const SwigluConfig& cfg) {
   Shape os = x.shape();
   os.back() = h;
   Tensor out(x.dtype(), os);
-  std::vector<float> row(static_cast<size_t>(2 * h));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t j = 0; j < 2 * h; ++j) {
-      const int64_t i = r * 2 * h + j;
-      row[static_cast<size_t>(j)] =
-          x.dtype() == DType::kF32
-              ? x.data<float>()[i]
-              : (x.dtype() == DType::kF16 ? num::f16_to_f32(x.data<uint16_t>()[i])
-                                          : num::bf16_to_f32(x.data<uint16_t>()[i]));
+  const int64_t grain = std::max<int64_t>(1, 4096 / h);
+  parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(2 * h)), res(static_cast<size_t>(h));
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t j = 0; j < 2 * h; ++j) {
+        const int64_t i = r * 2 * h + j;
+        row[static_cast<size_t>(j)] =
+            x.dtype() == DType::kF32
+                ? x.data<float>()[i]
+                : (x.dtype() == DType::kF16 ? num::f16_to_f32(x.data<uint16_t>()[i])
+                                            : num::bf16_to_f32(x.data<uint16_t>()[i]));
+      }
+      if (cfg.swiglu_mode == 0) {
+        swiglu_halves_f32(row.data() + (cfg.activate_left ? 0 : h),
+                          row.data() + (cfg.activate_left ? h : 0), res.data(), h);
+      } else {
+        for (int64_t j = 0; j < h; ++j) {
+          const auto [a, b] = swiglu_operands(row.data(), h, j, cfg);
+          res[static_cast<size_t>(j)] = swiglu_fast(a, b, cfg);
+        }
+      }
+      for (int64_t j = 0; j < h; ++j) {
+        const float v = res[static_cast<size_t>(j)];
+        const int64_t o = r * h + j;
+        if (x.dtype() == DType::kF32)
+          out.data<float>()[o] = v;
+        else if (x.dtype() == DType::kF16)
+          out.data<uint16_t>()[o] = num::f32_to_f16(v);
+        else
+          out.data<uint16_t>()[o] = num::f32_to_bf16(v);
+      }
     }
-    for (int64_t j = 0; j < h; ++j) {
-      const auto [a, b] = swiglu_operands(row.data(), h, j, cfg);
-      const float v = swiglu_fast(a, b, cfg);
-      const int64_t o = r * h + j;
-      if (x.dtype() == DType::kF32)
-        out.data<float>()[o] = v;
-      else if (x.dtype() == DType::kF16)
-        out.data<uint16_t>()[o] = num::f32_to_f16(v);
-      else
-        out.data<uint16_t>()[o] = num::f32_to_bf16(v);
-    }
-  }
+  });
   return out;
 }
 
@@ -299,7 +321,6 @@ void w8a8_expert_mlp(const Tensor& x, const Tensor& x_scale, const PackedExperts
   qc.output_dtype = DType::kBF16;
   qc.opplugin_fp19 = false;
   PackedActivationsS8 a;
-  const SwigluConfig sc;
   for (size_t i = 0; i < g.expert.size(); ++i) {
     const int64_t ex = g.expert[i], r0 = g.begin[i], rows = g.end[i] - r0;
     a.pack_s8(x.data<int8_t>() + r0 * hdim, rows, hdim, hdim, w13.w[ex].k_padded(), threads);
@@ -310,8 +331,7 @@ void w8a8_expert_mlp(const Tensor& x, const Tensor& x_scale, const PackedExperts
       float* cr = c.data() + r * n2;
       for (int64_t j = 0; j < n2; ++j)
         cr[j] = (fp32_of_int(acc[static_cast<size_t>(r * n2 + j)]) * xs) * ws[j];
-      for (int64_t j = 0; j < inter; ++j)
-        s[static_cast<size_t>(j)] = swiglu_fast(cr[j], cr[inter + j], sc);
+      swiglu_halves_f32(cr, cr + inter, s.data(), inter);  // as the unfused op (SIMD exp)
       row_quant(s.data(), inter, SwigluQuantRounding::kDoubleFp16, h.data<int8_t>() + r * inter,
                 h_scale.data<float>() + r);
     }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 
@@ -201,6 +202,36 @@ TEST(Swiglu, ExpWithinTheStatedAccuracyStaysInTheBoundAndAWorseOneLeavesIt) {
     outside += std::fabs(static_cast<double>(g) - ev.exact) > ev.bound;
   }
   EXPECT_GT(outside, 100);
+}
+
+TEST(Swiglu, SimdKernelIsIdenticalAtOneTwoAndSevenThreadsAndInsideTheBound) {
+  const uint64_t seed = rng::seed_from_string("expert_mlp_test/swiglu_simd");
+  const int64_t rows = 37, h = 29;  // odd row length: every row has a vector tail
+  Tensor x = gen::float_tensor(DType::kF32, {rows, 2 * h}, gen::FloatDist::normal(3), seed, 0);
+  x.data<float>()[0] = -120.0f;  // exp argument past Highway's range (clamped: +Inf either way)
+  x.data<float>()[1] = 95.0f;
+  x.data<float>()[2] = -0.0f;
+  const SwigluConfig cfg;
+  std::vector<Tensor> got;
+  for (const char* t : {"1", "2", "7"}) {
+    setenv("QCONF_THREADS", t, 1);
+    got.push_back(opt::npu_swiglu(x, cfg));
+  }
+  unsetenv("QCONF_THREADS");
+  EXPECT_TRUE(got[0].bit_equal(got[1]));
+  EXPECT_TRUE(got[0].bit_equal(got[2]));
+  int64_t outside_swapped = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < h; ++j) {
+      const float* row = x.data<float>() + r * 2 * h;
+      const SwigluEval ev = swiglu_eval(row[j], row[h + j], cfg);
+      const float g = got[0].data<float>()[r * h + j];
+      ASSERT_TRUE(g >= ev.lo && g <= ev.hi) << r << " " << j << " " << g << " " << ev.exact;
+      // Planted bug: the halves swapped leave the interval.
+      const SwigluEval sw = swiglu_eval(row[h + j], row[j], cfg);
+      outside_swapped += !(sw.value >= ev.lo && sw.value <= ev.hi);
+    }
+  EXPECT_GT(outside_swapped, rows * h / 2);
 }
 
 TEST(Swiglu, SecondHalfActivatedFailsTheNpuSwigluBound) {
