@@ -990,9 +990,9 @@ Kernel msd_no_clamp() {
 // Legitimate: a grouped matmul that writes garbage into the unspecified tail rows.
 Kernel gmm_tail_rows_garbage() {
   return then("npu_grouped_matmul", [](const Params& p, const TensorMap& in, TensorMap& out) {
-    const GroupRows g = group_rows(
-        in.at("group_list"), parse_group_list_type(param_str(p, "group_list_type", "cumsum")),
-        in.at("weight").dim(0), in.at("x").dim(0));
+    const GroupRows g = group_rows(in.at("group_list"),
+                                   parse_group_list_type(param_str(p, "group_list_type", "cumsum")),
+                                   in.at("weight").dim(0), in.at("x").dim(0));
     for (auto& [name, t] : out) {
       if (t.rank() != 2) continue;
       const size_t row = static_cast<size_t>(t.dim(1)) * dtype_size(t.dtype());
