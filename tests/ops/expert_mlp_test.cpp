@@ -39,27 +39,38 @@ struct Case {
     return conf::verify_stage(s, got).verdict;
   }
 };
-// Cases with their reference stages and checks, built once per op and shared by every test (the
-// ops' searched cases and the exact reference are the slow part of this file).
+// One case with its reference stages and checks, built once per process (the ops' cases() are
+// themselves built once; ctest runs each test in its own process, so a test builds only the
+// reference and checks of the cases it uses).
+Case make_case(const conf::OpDef* def, const conf::CaseSpec& c) {
+  Case k{def, c.params, c.inputs, {}, {}, c.name};
+  def->reference(k.p, k.in, k.ref);
+  k.checks = def->oracle(k.p, k.in, k.ref);
+  return k;
+}
+const conf::OpDef* op_def(const std::string& op) {
+  const conf::OpDef* def = conf::OpRegistry::instance().find(op);
+  if (def == nullptr) throw std::logic_error("no op " + op);
+  return def;
+}
 const std::vector<Case>& golden_cases(const std::string& op) {
   static std::map<std::string, std::vector<Case>> cache;
   auto it = cache.find(op);
   if (it != cache.end()) return it->second;
   std::vector<Case>& v = cache[op];
-  const conf::OpDef* def = conf::OpRegistry::instance().find(op);
-  if (def == nullptr) throw std::logic_error("no op " + op);
-  for (const conf::CaseSpec& c : def->cases()) {
-    Case k{def, c.params, c.inputs, {}, {}, c.name};
-    def->reference(k.p, k.in, k.ref);
-    k.checks = def->oracle(k.p, k.in, k.ref);
-    v.push_back(std::move(k));
-  }
+  const conf::OpDef* def = op_def(op);
+  for (const conf::CaseSpec& c : def->cases()) v.push_back(make_case(def, c));
   return v;
 }
 Case golden_case(const std::string& op, const std::string& name) {
-  for (const Case& k : golden_cases(op))
-    if (k.name == name) return k;
-  ADD_FAILURE() << "no case " << op << "/" << name;
+  static std::map<std::string, Case> cache;
+  const std::string id = op + "/" + name;
+  auto it = cache.find(id);
+  if (it != cache.end()) return it->second;
+  const conf::OpDef* def = op_def(op);
+  for (const conf::CaseSpec& c : def->cases())
+    if (c.name == name) return cache[id] = make_case(def, c);
+  ADD_FAILURE() << "no case " << id;
   return {};
 }
 
