@@ -135,7 +135,7 @@ bool separates_rounding(const Params& p, const TensorMap& in) {
   return false;
 }
 
-std::vector<CaseSpec> cases() {
+std::vector<CaseSpec> build_cases() {
   std::vector<CaseSpec> v;
   auto add = [&](std::string name, std::string comment, std::vector<std::string> flags, Params p,
                  TensorMap in) {
@@ -188,6 +188,13 @@ std::vector<CaseSpec> cases() {
       {"Random", "TailRows", "SwigluOaiClamp"}, params(true, 1),
       inputs("random_oai_groups_11x34", {11, 34, {4, 5}, 300000}));
   return v;
+}
+
+// The cases are built once per process (some are searched, and the reference and tests ask for
+// them many times); every call returns a copy.
+std::vector<CaseSpec> cases() {
+  static const std::vector<CaseSpec> built = build_cases();
+  return built;
 }
 
 template <typename Fn>

@@ -119,7 +119,7 @@ TensorMap inputs(const std::string& name, const Spec& s, const std::string& glt)
   return in;
 }
 
-std::vector<CaseSpec> cases() {
+std::vector<CaseSpec> build_cases() {
   std::vector<CaseSpec> v;
   auto add = [&](std::string name, std::string comment, std::vector<std::string> flags, Params p,
                  TensorMap in) {
@@ -183,6 +183,13 @@ std::vector<CaseSpec> cases() {
         inputs(r.name, {r.m, r.k, r.n, counts, true, false}, r.glt));
   }
   return v;
+}
+
+// The cases are built once per process (some are searched, and the reference and tests ask for
+// them many times); every call returns a copy.
+std::vector<CaseSpec> cases() {
+  static const std::vector<CaseSpec> built = build_cases();
+  return built;
 }
 
 template <typename Fn>

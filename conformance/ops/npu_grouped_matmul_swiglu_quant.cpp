@@ -106,7 +106,7 @@ bool separates_rounding(const TensorMap& in) {
   return false;
 }
 
-std::vector<CaseSpec> cases() {
+std::vector<CaseSpec> build_cases() {
   std::vector<CaseSpec> v;
   auto add = [&](std::string name, std::string comment, std::vector<std::string> flags,
                  TensorMap in) {
@@ -151,6 +151,13 @@ std::vector<CaseSpec> cases() {
   add("random_3exp_17x40x34_tail", "seeded, odd shapes, a tail", {"Random", "TailRows"},
       inputs("random_3exp_17x40x34_tail", {17, 40, 34, {6, 9, 15}}));
   return v;
+}
+
+// The cases are built once per process (some are searched, and the reference and tests ask for
+// them many times); every call returns a copy.
+std::vector<CaseSpec> cases() {
+  static const std::vector<CaseSpec> built = build_cases();
+  return built;
 }
 
 template <typename Fn>

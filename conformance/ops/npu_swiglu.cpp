@@ -55,7 +55,7 @@ SwigluConfig config_of(const Params& p) {
   return c;
 }
 
-std::vector<CaseSpec> cases() {
+std::vector<CaseSpec> build_cases() {
   std::vector<CaseSpec> v;
   auto add = [&](std::string name, std::string comment, std::vector<std::string> flags, Params p,
                  TensorMap in) {
@@ -80,6 +80,13 @@ std::vector<CaseSpec> cases() {
   add("random_fp16_oai_4x2x20", "fp16, mode 1", {"Random", "OaiClamp"}, params(1),
       {{"x", gen::float_tensor(DType::kF16, {4, 40}, gen::FloatDist::normal(2), seed, 4)}});
   return v;
+}
+
+// The cases are built once per process (some are searched, and the reference and tests ask for
+// them many times); every call returns a copy.
+std::vector<CaseSpec> cases() {
+  static const std::vector<CaseSpec> built = build_cases();
+  return built;
 }
 
 std::map<std::string, Check> oracle(const Params& p, const TensorMap& in, const TensorMap&) {

@@ -6,7 +6,8 @@
 // Groups are independent and each GEMM is multithreaded internally; results never depend on the
 // thread count. Rows past the group list are left 0 (unspecified).
 //
-// SwiGLU: fp32 with std::exp (glibc expf, < 1 ulp: within kExpRelErrorLog2), the canonical order
+// SwiGLU: fp32, mode 0 through Highway SIMD (hwy/contrib/math Exp, 1 ulp; swiglu_simd.cpp),
+// threaded over rows; mode 1 (OAI) scalar with std::exp (glibc expf, < 1 ulp); the canonical order
 // of steps (e = exp(-t), d = 1 + e, s = a / d, out = s * u); exact stages (dequant) are the
 // reference's fp32 steps; the int8 codes and scales follow from the computed SwiGLU by the same
 // row quant as the reference, so they are within the reachable sets.
@@ -22,6 +23,7 @@
 #include "qconf/opt/convert.h"
 #include "qconf/opt/expert_mlp.h"
 #include "qconf/opt/gemm_s8.h"
+#include "qconf/opt/parallel.h"
 
 namespace qconf::opt {
 
@@ -71,17 +73,26 @@ void row_quant(const float* s, int64_t h, SwigluQuantRounding r, int8_t* y, floa
   for (int64_t j = 0; j < h; ++j) y[j] = code_fast(s[j], q, r);
 }
 
+// Rows are independent (SwiGLU and the row quant): threaded over rows, the same code per row.
 void swiglu_quant_rows(const float* c, int64_t valid_rows, int64_t h, const SwigluConfig& cfg,
                        SwigluQuantRounding rnd, SwigluQuantStages& st) {
-  for (int64_t r = 0; r < valid_rows; ++r) {
-    const float* row = c + r * 2 * h;
-    float* s = st.swiglu.data<float>() + r * h;
-    for (int64_t j = 0; j < h; ++j) {
-      const auto [a, b] = swiglu_operands(row, h, j, cfg);
-      s[j] = swiglu_fast(a, b, cfg);
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(h, 1));
+  parallel_for(valid_rows, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = c + r * 2 * h;
+      float* s = st.swiglu.data<float>() + r * h;
+      if (cfg.swiglu_mode == 0) {
+        swiglu_halves_f32(row + (cfg.activate_left ? 0 : h), row + (cfg.activate_left ? h : 0), s,
+                          h);
+      } else {
+        for (int64_t j = 0; j < h; ++j) {
+          const auto [a, b] = swiglu_operands(row, h, j, cfg);
+          s[j] = swiglu_fast(a, b, cfg);
+        }
+      }
+      row_quant(s, h, rnd, st.y.data<int8_t>() + r * h, st.scale.data<float>() + r);
     }
-    row_quant(s, h, rnd, st.y.data<int8_t>() + r * h, st.scale.data<float>() + r);
-  }
+  });
 }
 
 Tensor rows_view_copy(const Tensor& t, int64_t r0, int64_t r1) {
@@ -152,28 +163,39 @@ Tensor npu_swiglu(const Tensor& x, const SwigluConfig& cfg) {
   Shape os = x.shape();
   os.back() = h;
   Tensor out(x.dtype(), os);
-  std::vector<float> row(static_cast<size_t>(2 * h));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t j = 0; j < 2 * h; ++j) {
-      const int64_t i = r * 2 * h + j;
-      row[static_cast<size_t>(j)] =
-          x.dtype() == DType::kF32
-              ? x.data<float>()[i]
-              : (x.dtype() == DType::kF16 ? num::f16_to_f32(x.data<uint16_t>()[i])
-                                          : num::bf16_to_f32(x.data<uint16_t>()[i]));
+  const int64_t grain = std::max<int64_t>(1, 4096 / h);
+  parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(2 * h)), res(static_cast<size_t>(h));
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t j = 0; j < 2 * h; ++j) {
+        const int64_t i = r * 2 * h + j;
+        row[static_cast<size_t>(j)] =
+            x.dtype() == DType::kF32
+                ? x.data<float>()[i]
+                : (x.dtype() == DType::kF16 ? num::f16_to_f32(x.data<uint16_t>()[i])
+                                            : num::bf16_to_f32(x.data<uint16_t>()[i]));
+      }
+      if (cfg.swiglu_mode == 0) {
+        swiglu_halves_f32(row.data() + (cfg.activate_left ? 0 : h),
+                          row.data() + (cfg.activate_left ? h : 0), res.data(), h);
+      } else {
+        for (int64_t j = 0; j < h; ++j) {
+          const auto [a, b] = swiglu_operands(row.data(), h, j, cfg);
+          res[static_cast<size_t>(j)] = swiglu_fast(a, b, cfg);
+        }
+      }
+      for (int64_t j = 0; j < h; ++j) {
+        const float v = res[static_cast<size_t>(j)];
+        const int64_t o = r * h + j;
+        if (x.dtype() == DType::kF32)
+          out.data<float>()[o] = v;
+        else if (x.dtype() == DType::kF16)
+          out.data<uint16_t>()[o] = num::f32_to_f16(v);
+        else
+          out.data<uint16_t>()[o] = num::f32_to_bf16(v);
+      }
     }
-    for (int64_t j = 0; j < h; ++j) {
-      const auto [a, b] = swiglu_operands(row.data(), h, j, cfg);
-      const float v = swiglu_fast(a, b, cfg);
-      const int64_t o = r * h + j;
-      if (x.dtype() == DType::kF32)
-        out.data<float>()[o] = v;
-      else if (x.dtype() == DType::kF16)
-        out.data<uint16_t>()[o] = num::f32_to_f16(v);
-      else
-        out.data<uint16_t>()[o] = num::f32_to_bf16(v);
-    }
-  }
+  });
   return out;
 }
 
@@ -299,7 +321,6 @@ void w8a8_expert_mlp(const Tensor& x, const Tensor& x_scale, const PackedExperts
   qc.output_dtype = DType::kBF16;
   qc.opplugin_fp19 = false;
   PackedActivationsS8 a;
-  const SwigluConfig sc;
   for (size_t i = 0; i < g.expert.size(); ++i) {
     const int64_t ex = g.expert[i], r0 = g.begin[i], rows = g.end[i] - r0;
     a.pack_s8(x.data<int8_t>() + r0 * hdim, rows, hdim, hdim, w13.w[ex].k_padded(), threads);
@@ -310,8 +331,7 @@ void w8a8_expert_mlp(const Tensor& x, const Tensor& x_scale, const PackedExperts
       float* cr = c.data() + r * n2;
       for (int64_t j = 0; j < n2; ++j)
         cr[j] = (fp32_of_int(acc[static_cast<size_t>(r * n2 + j)]) * xs) * ws[j];
-      for (int64_t j = 0; j < inter; ++j)
-        s[static_cast<size_t>(j)] = swiglu_fast(cr[j], cr[inter + j], sc);
+      swiglu_halves_f32(cr, cr + inter, s.data(), inter);  // as the unfused op (SIMD exp)
       row_quant(s.data(), inter, SwigluQuantRounding::kDoubleFp16, h.data<int8_t>() + r * inter,
                 h_scale.data<float>() + r);
     }
@@ -323,6 +343,119 @@ void w8a8_expert_mlp(const Tensor& x, const Tensor& x_scale, const PackedExperts
     const Tensor out = npu_quant_matmul_packed(hg, w2.w[ex], ws2, nullptr, &sg, nullptr, qc, go);
     std::memcpy(y.bytes() + r0 * hdim * 2, out.bytes(), out.nbytes());
   }
+}
+
+// ---- w4a8_msd_grouped_matmul -------------------------------------------------------------------
+// The two int4 matmuls through the grouped int8 GEMM (the nibbles are int8 values in [-8, 7]; the
+// int4 weights stay unpacked as int8 in the GEMM's packed panels), then the fixpipe and MSD
+// post steps in native fp32 in the reference's order, and the shared SwiGLU + row quant.
+
+namespace {
+
+// fp32 -> fp16 RNE of convert.h.
+uint16_t f16_of(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, sizeof b);
+  return f32_to_f16_rne(b);
+}
+
+// The exact product acc * s (fits a double: |acc| < 2^31, s has 11 significant bits) rounded
+// once to fp16: round to odd into fp32 (13 spare bits), then RNE to fp16.
+uint16_t f16_of_exact_product(int32_t acc, float s) {
+  const double d = static_cast<double>(acc) * static_cast<double>(s);
+  float f = static_cast<float>(d);
+  if (static_cast<double>(f) != d) {
+    if (std::fabs(static_cast<double>(f)) > std::fabs(d)) f = std::nextafter(f, 0.0f);
+    uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    b |= 1u;  // sticky
+    std::memcpy(&f, &b, sizeof f);
+  }
+  return f16_of(f);
+}
+
+}  // namespace
+
+W4a8MsdStages w4a8_msd_grouped_matmul(const Tensor& x, const Tensor& weight, const Tensor& scale,
+                                      const Tensor& scale_bias, const Tensor& x_scale,
+                                      const Tensor& group_list, const W4a8MsdConfig& cfg) {
+  const bool ok =
+      x.dtype() == DType::kI8 && x.rank() == 2 && weight.dtype() == DType::kI8 &&
+      weight.rank() == 3 && weight.dim(1) == x.dim(1) && weight.dim(2) % 2 == 0 &&
+      weight.dim(2) > 0 && scale.dtype() == DType::kF32 &&
+      scale.shape() == Shape{weight.dim(0), weight.dim(2)} && scale_bias.dtype() == DType::kF32 &&
+      scale_bias.shape() == scale.shape() && x_scale.dtype() == DType::kF32 &&
+      x_scale.shape() == Shape{x.dim(0)} && group_list.dtype() == DType::kI64 &&
+      group_list.shape() == Shape{weight.dim(0)} &&
+      std::all_of(weight.data<int8_t>(), weight.data<int8_t>() + weight.numel(),
+                  [](int8_t v) { return v >= -8 && v <= 7; }) &&
+      std::all_of(scale.data<float>(), scale.data<float>() + scale.numel(), [](float v) {
+        uint32_t b;
+        std::memcpy(&b, &v, sizeof b);
+        return (b & 0x1FFFu) == 0;
+      });
+  if (!ok)  // the reference names the bad argument
+    return ref::w4a8_msd_grouped_matmul(x, weight, scale, scale_bias, x_scale, group_list, cfg);
+  const int64_t m = x.dim(0), k = x.dim(1), e = weight.dim(0), n2 = weight.dim(2), h = n2 / 2;
+  W4a8MsdStages st;
+  st.x_hi = Tensor(DType::kI8, {m, k});
+  st.x_lo = Tensor(DType::kI8, {m, k});
+  const int8_t* xv = x.data<int8_t>();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    st.x_hi.data<int8_t>()[i] = static_cast<int8_t>(xv[i] >> 4);
+    st.x_lo.data<int8_t>()[i] = static_cast<int8_t>((xv[i] & 0xF) - 8);
+  }
+  GroupedMatmulConfig gc;
+  gc.group_list_type = GroupListType::kCumsum;
+  gc.output_dtype = DType::kI32;
+  st.acc_hi = npu_grouped_matmul(st.x_hi, weight, nullptr, nullptr, nullptr, group_list, gc).acc;
+  st.acc_lo = npu_grouped_matmul(st.x_lo, weight, nullptr, nullptr, nullptr, group_list, gc).acc;
+  const GroupRows g = group_rows(group_list, GroupListType::kCumsum, e, m);
+  st.a_hi = Tensor(DType::kF16, {m, n2});
+  st.a_lo = Tensor(DType::kF16, {m, n2});
+  st.msd_sum = Tensor(DType::kF32, {m, n2});
+  SwigluQuantStages& q = st.q;
+  q.dequant = Tensor(DType::kF32, {m, n2});
+  q.swiglu = Tensor(DType::kF32, {m, h});
+  q.y = Tensor(DType::kI8, {m, h});
+  q.scale = Tensor(DType::kF32, {m});
+  q.valid_rows = g.valid_rows;
+  Tensor clamped(DType::kF32, {m, n2});
+  const float lim = cfg.clamp_limit;
+  const bool clamp = lim > 0 && std::isfinite(lim);
+  for (size_t i = 0; i < g.expert.size(); ++i) {
+    const float* sv = scale.data<float>() + g.expert[i] * n2;
+    const float* sb = scale_bias.data<float>() + g.expert[i] * n2;
+    for (int64_t r = g.begin[i]; r < g.end[i]; ++r) {
+      const float ts = x_scale.data<float>()[r];
+      for (int64_t j = 0; j < n2; ++j) {
+        const int64_t o = r * n2 + j;
+        const int32_t ah = st.acc_hi.data<int32_t>()[o], al = st.acc_lo.data<int32_t>()[o];
+        const uint16_t fh = cfg.fixpipe == FixpipePrecision::kExact
+                                ? f16_of_exact_product(ah, sv[j])
+                                : f16_of(fp32_of_int(ah) * sv[j]);
+        const uint16_t fl = cfg.fixpipe == FixpipePrecision::kExact
+                                ? f16_of_exact_product(al, sv[j])
+                                : f16_of(fp32_of_int(al) * sv[j]);
+        st.a_hi.data<uint16_t>()[o] = fh;
+        st.a_lo.data<uint16_t>()[o] = fl;
+        const float hi16 = 16.0f * f32_of_bits(f16_to_f32(fh));
+        const float lo = f32_of_bits(f16_to_f32(fl));
+        const float y = cfg.bias_first ? hi16 + (lo + sb[j]) : (hi16 + lo) + sb[j];
+        st.msd_sum.data<float>()[o] = y;
+        const float c = y * ts;
+        q.dequant.data<float>()[o] = c;
+        float cc = c;
+        if (clamp) {
+          cc = std::min(cc, lim);
+          if (j >= h) cc = std::max(cc, -lim);
+        }
+        clamped.data<float>()[o] = cc;
+      }
+    }
+  }
+  swiglu_quant_rows(clamped.data<float>(), g.valid_rows, h, SwigluConfig{}, cfg.rounding, q);
+  return st;
 }
 
 }  // namespace qconf::opt

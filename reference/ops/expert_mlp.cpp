@@ -673,4 +673,122 @@ W4a8MsdTerms w4a8_msd_split_matmul(const Tensor& x, const Tensor& w) {
 }
 }  // namespace ref
 
+// ---- w4a8_msd_grouped_matmul -------------------------------------------------------------------
+// Source: notes/vllm_ascend_quant.md §A "Why the correction is 8·Σ" (the MSD kernel
+// grouped_matmul_swiglu_quant_v2 *_a8w4_msd_{pre,post}.h, as the notes describe it; confidence:
+// the formula is from the notes, the float orders are variants, docs/divergences.md).
+
+namespace {
+
+void check_msd(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& scale_bias,
+               const Tensor& x_scale, const Tensor& group_list) {
+  const char* op = "w4a8_msd_grouped_matmul";
+  if (x.dtype() != DType::kI8 || x.rank() != 2)
+    bad(op, "x must be int8 [M, K], got " + x.describe());
+  if (weight.dtype() != DType::kI8 || weight.rank() != 3 || weight.dim(1) != x.dim(1) ||
+      weight.dim(2) % 2 || weight.dim(2) == 0)
+    bad(op, "weight must be int8 [E, K, 2H] with x's K, got " + weight.describe());
+  for (int64_t i = 0; i < weight.numel(); ++i)
+    if (weight.data<int8_t>()[i] < -8 || weight.data<int8_t>()[i] > 7)
+      bad(op, "weight[" + std::to_string(i) + "] = " + std::to_string(weight.data<int8_t>()[i]) +
+                  " is not an int4 value in [-8, 7]");
+  const int64_t e = weight.dim(0), n2 = weight.dim(2);
+  if (scale.dtype() != DType::kF32 || scale.shape() != Shape{e, n2})
+    bad(op, "scale must be float32 [E, 2H], got " + scale.describe());
+  for (int64_t i = 0; i < scale.numel(); ++i)
+    if (num::f32_bits(scale.data<float>()[i]) & 0x1FFFu)
+      bad(op, "scale[" + std::to_string(i) +
+                  "] is not an FP19 value (low 13 mantissa bits must be zero: the quant vector "
+                  "of npu_trans_quant_param)");
+  if (scale_bias.dtype() != DType::kF32 || scale_bias.shape() != Shape{e, n2})
+    bad(op, "scale_bias must be float32 [E, 2H], got " + scale_bias.describe());
+  if (x_scale.dtype() != DType::kF32 || x_scale.shape() != Shape{x.dim(0)})
+    bad(op, "x_scale must be float32 [M], got " + x_scale.describe());
+  if (group_list.dtype() != DType::kI64 || group_list.shape() != Shape{e})
+    bad(op, "group_list must be int64 cumsum [E], got " + group_list.describe());
+}
+
+// The two nibbles of one int8 activation: x = 16 hi + lo' + 8.
+int8_t msd_hi(int8_t v) { return static_cast<int8_t>(v >> 4); }         // floor(v / 16) in [-8, 7]
+int8_t msd_lo(int8_t v) { return static_cast<int8_t>((v & 0xF) - 8); }  // [-8, 7]
+
+// The fixpipe: A * s -> fp16 (variant fixpipe_precision).
+uint16_t fixpipe_f16(int32_t acc, float s, FixpipePrecision p) {
+  if (p == FixpipePrecision::kExact)
+    return static_cast<uint16_t>(num::encode(
+        num::kF16, Exact(acc) * num::to_exact(num::kF32, num::f32_bits(s)), num::Round::kRint));
+  return num::f32_to_f16(num::f32_mul(f32_of_int(acc), s), num::Round::kRint);
+}
+
+// y = 16 a_hi + a_lo + scale_bias in fp32 (16 a_hi is exact), in the variant's order.
+float msd_sum(uint16_t a_hi, uint16_t a_lo, float sb, bool bias_first) {
+  const float hi16 = num::f32_mul(16.0f, num::f16_to_f32(a_hi));
+  const float lo = num::f16_to_f32(a_lo);
+  if (bias_first) return num::f32_add(hi16, num::f32_add(lo, sb));
+  return num::f32_add(num::f32_add(hi16, lo), sb);
+}
+
+// The optional clamp (exact): gate (first half) <= limit, up (second half) in [-limit, limit].
+Tensor msd_clamped(const Tensor& c, int64_t valid_rows, float limit) {
+  Tensor t = c;
+  if (!(limit > 0) || !std::isfinite(limit)) return t;
+  const int64_t n2 = c.dim(1), h = n2 / 2;
+  for (int64_t r = 0; r < valid_rows; ++r)
+    for (int64_t j = 0; j < n2; ++j) {
+      float& v = t.data<float>()[r * n2 + j];
+      if (v > limit) v = limit;
+      if (j >= h && v < -limit) v = -limit;
+    }
+  return t;
+}
+
+}  // namespace
+
+namespace ref {
+W4a8MsdStages w4a8_msd_grouped_matmul(const Tensor& x, const Tensor& weight, const Tensor& scale,
+                                      const Tensor& scale_bias, const Tensor& x_scale,
+                                      const Tensor& group_list, const W4a8MsdConfig& cfg,
+                                      SwigluQuantBounds* bounds) {
+  check_msd(x, weight, scale, scale_bias, x_scale, group_list);
+  const int64_t m = x.dim(0), k = x.dim(1), e = weight.dim(0), n2 = weight.dim(2);
+  W4a8MsdStages st;
+  st.x_hi = Tensor(DType::kI8, {m, k});
+  st.x_lo = Tensor(DType::kI8, {m, k});
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    st.x_hi.data<int8_t>()[i] = msd_hi(x.data<int8_t>()[i]);
+    st.x_lo.data<int8_t>()[i] = msd_lo(x.data<int8_t>()[i]);
+  }
+  // The two int4 matmuls: the grouped int8 matmul on int4-valued operands (exact).
+  GroupedMatmulConfig gc;
+  gc.group_list_type = GroupListType::kCumsum;
+  gc.output_dtype = DType::kI32;
+  st.acc_hi = npu_grouped_matmul(st.x_hi, weight, nullptr, nullptr, nullptr, group_list, gc).acc;
+  st.acc_lo = npu_grouped_matmul(st.x_lo, weight, nullptr, nullptr, nullptr, group_list, gc).acc;
+  const GroupRows g = group_rows(group_list, GroupListType::kCumsum, e, m);
+  st.a_hi = Tensor(DType::kF16, {m, n2});
+  st.a_lo = Tensor(DType::kF16, {m, n2});
+  st.msd_sum = Tensor(DType::kF32, {m, n2});
+  st.q.dequant = Tensor(DType::kF32, {m, n2});
+  for (size_t i = 0; i < g.expert.size(); ++i)
+    for (int64_t r = g.begin[i]; r < g.end[i]; ++r)
+      for (int64_t j = 0; j < n2; ++j) {
+        const int64_t o = r * n2 + j, w = g.expert[i] * n2 + j;
+        const float s = scale.data<float>()[w];
+        const uint16_t ah = fixpipe_f16(st.acc_hi.data<int32_t>()[o], s, cfg.fixpipe);
+        const uint16_t al = fixpipe_f16(st.acc_lo.data<int32_t>()[o], s, cfg.fixpipe);
+        st.a_hi.data<uint16_t>()[o] = ah;
+        st.a_lo.data<uint16_t>()[o] = al;
+        const float y = msd_sum(ah, al, scale_bias.data<float>()[w], cfg.bias_first);
+        st.msd_sum.data<float>()[o] = y;
+        st.q.dequant.data<float>()[o] = num::f32_mul(y, x_scale.data<float>()[r]);
+      }
+  const Tensor c = msd_clamped(st.q.dequant, g.valid_rows, cfg.clamp_limit);
+  SwigluConfig sc;  // swish on the first half
+  Tensor dequant = std::move(st.q.dequant);
+  swiglu_quant_rows(c, {m, n2 / 2, g.valid_rows}, sc, cfg.rounding, &st.q, bounds);
+  st.q.dequant = std::move(dequant);
+  return st;
+}
+}  // namespace ref
+
 }  // namespace qconf

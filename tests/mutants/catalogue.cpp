@@ -21,6 +21,7 @@
 #include "qconf/numeric/rounding.h"
 #include "qconf/ops/dispatch.h"
 #include "qconf/ops/dynamic_quant.h"
+#include "qconf/ops/expert_mlp.h"
 #include "qconf/ops/int4pack.h"
 #include "qconf/ops/nz.h"
 #include "qconf/ops/packing.h"
@@ -1162,6 +1163,127 @@ Kernel unpermute_port(CombineBug bug) {
 
 }  // namespace
 
+// ---- expert MLP ------------------------------------------------------------------------------
+
+// group_list type 2 read by position: pair i's count given to expert i (the key ignored); the
+// optimized kernel then runs on those counts.
+Kernel gmm_key_value_by_position() {
+  Kernel k = optimized("npu_grouped_matmul");
+  return [k](const Params& p, const TensorMap& in, TensorMap& out) {
+    if (param_str(p, "group_list_type", "cumsum") != "key_value") return k(p, in, out);
+    const Tensor& gl = in.at("group_list");
+    const int64_t e = gl.dim(0);
+    std::vector<int64_t> counts(static_cast<size_t>(e));
+    for (int64_t i = 0; i < e; ++i) counts[static_cast<size_t>(i)] = gl.int_at(2 * i + 1);
+    TensorMap in2 = in;
+    in2["group_list"] = Tensor::from<int64_t>({e}, counts);
+    Params q = p;
+    q["group_list_type"] = "count";
+    k(q, in2, out);
+  };
+}
+
+// The requant step recomputed from the kernel's own SwiGLU and scale with the other rounding.
+Kernel swiglu_requant_rounding(const std::string& op, SwigluQuantRounding r) {
+  return then(op, [r](const Params&, const TensorMap&, TensorMap& out) {
+    const Tensor& s = out.at("swiglu");
+    const Tensor& q = out.at("scale");
+    const int64_t h = s.dim(1);
+    Tensor& y = out.at("y");
+    for (int64_t i = 0; i < s.numel(); ++i)
+      y.data<int8_t>()[i] = swiglu_code(s.data<float>()[i], q.data<float>()[i / h], r);
+  });
+}
+
+// npu_swiglu / dequant_swiglu_quant with a config the port hard-codes.
+Kernel swiglu_activate_right() {
+  return [](const Params& p, const TensorMap& in, TensorMap& out) {
+    SwigluConfig c;
+    c.swiglu_mode = static_cast<int>(conf::param_int(p, "swiglu_mode", 0));
+    c.activate_left = false;  // the bug
+    if (c.swiglu_mode == 1) return optimized("npu_swiglu")(p, in, out);
+    out["out"] = opt::npu_swiglu(in.at("x"), c);
+  };
+}
+
+// dequant_swiglu_quant's SwiGLU-OAI without the clamp: a huge clamp_limit.
+Kernel dsq_no_clamp() {
+  Kernel k = optimized("npu_dequant_swiglu_quant");
+  return [k](const Params& p, const TensorMap& in, TensorMap& out) {
+    Params q = p;
+    q["clamp_limit"] = 1e30;
+    k(q, in, out);
+  };
+}
+
+// grouped_matmul_swiglu_quant's dequant with the scales in the other order (w_scale first),
+// from the kernel's int32 accumulators recomputed by the optimized grouped matmul.
+Kernel gmm_swiglu_scale_order_swapped() {
+  return then(
+      "npu_grouped_matmul_swiglu_quant", [](const Params&, const TensorMap& in, TensorMap& out) {
+        GroupedMatmulConfig gc;
+        gc.output_dtype = DType::kI32;
+        const Tensor acc = opt::npu_grouped_matmul(in.at("x"), in.at("weight"), nullptr, nullptr,
+                                                   nullptr, in.at("group_list"), gc)
+                               .acc;
+        const GroupRows g = group_rows(in.at("group_list"), GroupListType::kCumsum,
+                                       in.at("weight").dim(0), acc.dim(0));
+        Tensor& c = out.at("dequant");
+        const int64_t n2 = c.dim(1);
+        for (size_t i = 0; i < g.expert.size(); ++i)
+          for (int64_t r = g.begin[i]; r < g.end[i]; ++r)
+            for (int64_t j = 0; j < n2; ++j)
+              c.data<float>()[r * n2 + j] =
+                  (static_cast<float>(acc.data<int32_t>()[r * n2 + j]) *
+                   in.at("weight_scale").data<float>()[g.expert[i] * n2 + j]) *
+                  in.at("x_scale").data<float>()[r];
+      });
+}
+
+// The MSD split done wrong, carried through the whole optimized pipeline: the kernel runs on
+// x' = 16 hi + lo + 8, whose correct split is the buggy (hi, lo) of x.
+enum class MsdBug { kLowNibbleSigned, kHighNibbleTruncated };
+Kernel msd_split_mutant(MsdBug bug) {
+  Kernel k = optimized("w4a8_msd_grouped_matmul");
+  return [k, bug](const Params& p, const TensorMap& in, TensorMap& out) {
+    TensorMap in2 = in;
+    Tensor& x = in2.at("x");
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const int v = in.at("x").data<int8_t>()[i];
+      int hi = v >> 4, lo = (v & 0xF) - 8;
+      if (bug == MsdBug::kLowNibbleSigned) lo = (v & 0x8) ? (v & 0xF) - 16 : (v & 0xF);
+      if (bug == MsdBug::kHighNibbleTruncated) hi = v / 16;
+      x.data<int8_t>()[i] = static_cast<int8_t>(16 * hi + lo + 8);
+    }
+    k(p, in2, out);
+  };
+}
+
+// The clamp_limit param ignored.
+Kernel msd_no_clamp() {
+  Kernel k = optimized("w4a8_msd_grouped_matmul");
+  return [k](const Params& p, const TensorMap& in, TensorMap& out) {
+    Params q = p;
+    q.erase("clamp_limit");
+    k(q, in, out);
+  };
+}
+
+// Legitimate: a grouped matmul that writes garbage into the unspecified tail rows.
+Kernel gmm_tail_rows_garbage() {
+  return then("npu_grouped_matmul", [](const Params& p, const TensorMap& in, TensorMap& out) {
+    const GroupRows g = group_rows(in.at("group_list"),
+                                   parse_group_list_type(param_str(p, "group_list_type", "cumsum")),
+                                   in.at("weight").dim(0), in.at("x").dim(0));
+    for (auto& [name, t] : out) {
+      if (t.rank() != 2) continue;
+      const size_t row = static_cast<size_t>(t.dim(1)) * dtype_size(t.dtype());
+      std::memset(t.bytes() + static_cast<size_t>(g.valid_rows) * row, 0x5A,
+                  static_cast<size_t>(t.dim(0) - g.valid_rows) * row);
+    }
+  });
+}
+
 const std::vector<Mutant>& catalogue() {
   static const std::vector<Mutant> v = [] {
     std::vector<Mutant> m;
@@ -1394,6 +1516,35 @@ const std::vector<Mutant>& catalogue() {
     add("unpermute.gather_scatter_swapped", "npu_moe_token_unpermute",
         "sorted_indices read as a scatter where the gather is asked (and vice versa)",
         "cycle_no_probs_gather", unpermute_port(CombineBug::kGatherScatterSwapped));
+    const std::string gmm = "npu_grouped_matmul", gsq = "npu_grouped_matmul_swiglu_quant",
+                      dsq = "npu_dequant_swiglu_quant", msd = "w4a8_msd_grouped_matmul";
+    add("gmm.key_value_by_position", gmm,
+        "group_list type 2 read by position: pair i's count given to expert i",
+        "group_list_key_value", gmm_key_value_by_position());
+    add("gmm_swiglu_quant.single_rounding", gsq,
+        "requant y = S / q rounded once (int16 path) instead of through fp16",
+        "double_rounding_search", swiglu_requant_rounding(gsq, SwigluQuantRounding::kSingleInt16));
+    add("gmm_swiglu_quant.scale_order_swapped", gsq,
+        "dequant as (fp32(acc) * w_scale) * x_scale instead of x_scale first",
+        "groups_tail_amax_zero", gmm_swiglu_scale_order_swapped());
+    add("dequant_swiglu_quant.double_rounding", dsq,
+        "requant through fp16 (double rounding) instead of the int16 single rounding",
+        "single_rounding_search", swiglu_requant_rounding(dsq, SwigluQuantRounding::kDoubleFp16));
+    add("dequant_swiglu_quant.oai_clamp_missing", dsq, "SwiGLU-OAI without the clamp",
+        "swiglu_oai_clamp", dsq_no_clamp());
+    add("swiglu.activate_right", "npu_swiglu", "swish applied to the second half", "plain_fp32",
+        swiglu_activate_right());
+    add("msd.low_nibble_signed", msd,
+        "MSD low nibble read as a signed int4 (the 8 colsum correction no longer matches)",
+        "nibble_edges_groups_tail", msd_split_mutant(MsdBug::kLowNibbleSigned));
+    add("msd.high_nibble_truncated", msd,
+        "MSD high nibble by truncating division x / 16 instead of the arithmetic shift",
+        "nibble_edges_groups_tail", msd_split_mutant(MsdBug::kHighNibbleTruncated));
+    add("msd.sum_order_bias_first", msd, "16 a_hi + (a_lo + scale_bias) hard-coded",
+        "sum_order_hi_lo_first", with_param(msd, "msd_sum_order", "bias_first"));
+    add("msd.single_rounding", msd, "the row requant rounded once (int16 path)",
+        "requant_double_fp16", with_param(msd, "requant_rounding", "single_int16"));
+    add("msd.clamp_missing", msd, "the optional clamp ignored", "clamp_limit_1_5", msd_no_clamp());
     return m;
   }();
   return v;
@@ -1475,6 +1626,9 @@ const std::vector<Variation>& legitimate_variations() {
                  finalize_port(CombineBug::kNone)});
     l.push_back({"unpermute.port", "npu_moe_token_unpermute", "scalar port, fp32 fixed order",
                  unpermute_port(CombineBug::kNone)});
+    l.push_back({"gmm.tail_rows_garbage", "npu_grouped_matmul",
+                 "optimized, then garbage in the unspecified tail rows (the NPU leaves them)",
+                 gmm_tail_rows_garbage()});
     return l;
   }();
   return v;

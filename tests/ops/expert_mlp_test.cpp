@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 
@@ -28,6 +29,7 @@ struct Case {
   conf::Params p;
   TensorMap in, ref;
   std::map<std::string, conf::Check> checks;
+  std::string name;
   Verdict verdict(const std::string& stage, const Tensor& got) const {
     conf::Stage s;
     s.name = stage;
@@ -37,17 +39,38 @@ struct Case {
     return conf::verify_stage(s, got).verdict;
   }
 };
-Case golden_case(const std::string& op, const std::string& name) {
+// One case with its reference stages and checks, built once per process (the ops' cases() are
+// themselves built once; ctest runs each test in its own process, so a test builds only the
+// reference and checks of the cases it uses).
+Case make_case(const conf::OpDef* def, const conf::CaseSpec& c) {
+  Case k{def, c.params, c.inputs, {}, {}, c.name};
+  def->reference(k.p, k.in, k.ref);
+  k.checks = def->oracle(k.p, k.in, k.ref);
+  return k;
+}
+const conf::OpDef* op_def(const std::string& op) {
   const conf::OpDef* def = conf::OpRegistry::instance().find(op);
-  EXPECT_NE(def, nullptr) << op;
+  if (def == nullptr) throw std::logic_error("no op " + op);
+  return def;
+}
+const std::vector<Case>& golden_cases(const std::string& op) {
+  static std::map<std::string, std::vector<Case>> cache;
+  auto it = cache.find(op);
+  if (it != cache.end()) return it->second;
+  std::vector<Case>& v = cache[op];
+  const conf::OpDef* def = op_def(op);
+  for (const conf::CaseSpec& c : def->cases()) v.push_back(make_case(def, c));
+  return v;
+}
+Case golden_case(const std::string& op, const std::string& name) {
+  static std::map<std::string, Case> cache;
+  const std::string id = op + "/" + name;
+  auto it = cache.find(id);
+  if (it != cache.end()) return it->second;
+  const conf::OpDef* def = op_def(op);
   for (const conf::CaseSpec& c : def->cases())
-    if (c.name == name) {
-      Case k{def, c.params, c.inputs, {}, {}};
-      def->reference(k.p, k.in, k.ref);
-      k.checks = def->oracle(k.p, k.in, k.ref);
-      return k;
-    }
-  ADD_FAILURE() << "no case " << op << "/" << name;
+    if (c.name == name) return cache[id] = make_case(def, c);
+  ADD_FAILURE() << "no case " << id;
   return {};
 }
 
@@ -190,6 +213,36 @@ TEST(Swiglu, ExpWithinTheStatedAccuracyStaysInTheBoundAndAWorseOneLeavesIt) {
     outside += std::fabs(static_cast<double>(g) - ev.exact) > ev.bound;
   }
   EXPECT_GT(outside, 100);
+}
+
+TEST(Swiglu, SimdKernelIsIdenticalAtOneTwoAndSevenThreadsAndInsideTheBound) {
+  const uint64_t seed = rng::seed_from_string("expert_mlp_test/swiglu_simd");
+  const int64_t rows = 37, h = 29;  // odd row length: every row has a vector tail
+  Tensor x = gen::float_tensor(DType::kF32, {rows, 2 * h}, gen::FloatDist::normal(3), seed, 0);
+  x.data<float>()[0] = -120.0f;  // exp argument past Highway's range (clamped: +Inf either way)
+  x.data<float>()[1] = 95.0f;
+  x.data<float>()[2] = -0.0f;
+  const SwigluConfig cfg;
+  std::vector<Tensor> got;
+  for (const char* t : {"1", "2", "7"}) {
+    setenv("QCONF_THREADS", t, 1);
+    got.push_back(opt::npu_swiglu(x, cfg));
+  }
+  unsetenv("QCONF_THREADS");
+  EXPECT_TRUE(got[0].bit_equal(got[1]));
+  EXPECT_TRUE(got[0].bit_equal(got[2]));
+  int64_t outside_swapped = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < h; ++j) {
+      const float* row = x.data<float>() + r * 2 * h;
+      const SwigluEval ev = swiglu_eval(row[j], row[h + j], cfg);
+      const float g = got[0].data<float>()[r * h + j];
+      ASSERT_TRUE(g >= ev.lo && g <= ev.hi) << r << " " << j << " " << g << " " << ev.exact;
+      // Planted bug: the halves swapped leave the interval.
+      const SwigluEval sw = swiglu_eval(row[h + j], row[j], cfg);
+      outside_swapped += !(sw.value >= ev.lo && sw.value <= ev.hi);
+    }
+  EXPECT_GT(outside_swapped, rows * h / 2);
 }
 
 TEST(Swiglu, SecondHalfActivatedFailsTheNpuSwigluBound) {
@@ -343,20 +396,116 @@ TEST(ExpertMlpFused, EqualsGroupedMatmulSwigluQuantThenGroupedMatmulAtEveryThrea
 
 TEST(ExpertMlpOptimized, PassesEveryCaseOfEveryExpertMlpOp) {
   for (const char* op : {"npu_grouped_matmul", "npu_grouped_matmul_swiglu_quant",
-                         "npu_dequant_swiglu_quant", "npu_swiglu"}) {
-    const conf::OpDef* def = conf::OpRegistry::instance().find(op);
-    ASSERT_NE(def, nullptr) << op;
-    for (const conf::CaseSpec& c : def->cases()) {
-      SCOPED_TRACE(std::string(op) + "/" + c.name);
-      Case k{def, c.params, c.inputs, {}, {}};
-      def->reference(k.p, k.in, k.ref);
-      k.checks = def->oracle(k.p, k.in, k.ref);
+                         "npu_dequant_swiglu_quant", "npu_swiglu", "w4a8_msd_grouped_matmul"}) {
+    for (const Case& k : golden_cases(op)) {
+      const conf::OpDef* def = k.def;
+      SCOPED_TRACE(std::string(op) + "/" + k.name);
       TensorMap got;
       def->optimized(k.p, k.in, got);
       for (const auto& [stage, t] : got) EXPECT_EQ(k.verdict(stage, t), Verdict::kPass) << stage;
       EXPECT_EQ(got.count(def->stages.back().name), 1u);
     }
   }
+}
+
+// ---- w4a8_msd_grouped_matmul -------------------------------------------------------------------
+
+W4a8MsdStages msd_run(const Case& k, const W4a8MsdConfig& cfg) {
+  return ref::w4a8_msd_grouped_matmul(k.in.at("x"), k.in.at("weight"), k.in.at("scale"),
+                                      k.in.at("scale_bias"), k.in.at("x_scale"),
+                                      k.in.at("group_list"), cfg);
+}
+
+TEST(W4a8MsdOp, NibblesAndAccumulatorsRecombineToTheDirectProductOnTheValidRows) {
+  Case k = golden_case("w4a8_msd_grouped_matmul", "nibble_edges_groups_tail");
+  const Tensor& x = k.in.at("x");
+  const Tensor& w = k.in.at("weight");
+  const int64_t kk = x.dim(1), n2 = w.dim(2);
+  const GroupRows g = group_rows(k.in.at("group_list"), GroupListType::kCumsum, w.dim(0), x.dim(0));
+  for (int64_t i = 0; i < g.valid_rows * kk; ++i)
+    ASSERT_EQ(16 * k.ref.at("x_hi").data<int8_t>()[i] + k.ref.at("x_lo").data<int8_t>()[i] + 8,
+              x.data<int8_t>()[i]);
+  for (size_t gi = 0; gi < g.expert.size(); ++gi)
+    for (int64_t r = g.begin[gi]; r < g.end[gi]; ++r)
+      for (int64_t j = 0; j < n2; ++j) {
+        int64_t direct = 0, cs = 0;
+        for (int64_t q = 0; q < kk; ++q) {
+          const int64_t wv = w.data<int8_t>()[(g.expert[gi] * kk + q) * n2 + j];
+          direct += x.data<int8_t>()[r * kk + q] * wv;
+          cs += wv;
+        }
+        const int64_t o = r * n2 + j;
+        ASSERT_EQ(16 * k.ref.at("acc_hi").data<int32_t>()[o] +
+                      k.ref.at("acc_lo").data<int32_t>()[o] + 8 * cs,
+                  direct);
+      }
+  // Planted bugs: a truncating high nibble and a signed low nibble fail the nibble stages.
+  Tensor trunc_hi = k.ref.at("x_hi"), signed_lo = k.ref.at("x_lo");
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const int v = x.data<int8_t>()[i];
+    trunc_hi.data<int8_t>()[i] = static_cast<int8_t>(v / 16);
+    signed_lo.data<int8_t>()[i] = static_cast<int8_t>(static_cast<int8_t>((v & 0xF) << 4) >> 4);
+  }
+  EXPECT_EQ(k.verdict("x_hi", trunc_hi), Verdict::kFail);
+  EXPECT_EQ(k.verdict("x_lo", signed_lo), Verdict::kFail);
+  EXPECT_EQ(k.verdict("x_hi", k.ref.at("x_hi")), Verdict::kPass);
+}
+
+TEST(W4a8MsdOp, TheOtherSumOrderFailsEachSumOrderCase) {
+  Case a = golden_case("w4a8_msd_grouped_matmul", "sum_order_hi_lo_first");
+  Case b = golden_case("w4a8_msd_grouped_matmul", "sum_order_bias_first");
+  W4a8MsdConfig hi_lo, bias;
+  bias.bias_first = true;
+  EXPECT_EQ(a.verdict("msd_sum", msd_run(a, hi_lo).msd_sum), Verdict::kPass);
+  EXPECT_EQ(a.verdict("msd_sum", msd_run(a, bias).msd_sum), Verdict::kFail);
+  EXPECT_EQ(b.verdict("msd_sum", msd_run(b, bias).msd_sum), Verdict::kPass);
+  EXPECT_EQ(b.verdict("msd_sum", msd_run(b, hi_lo).msd_sum), Verdict::kFail);
+}
+
+TEST(W4a8MsdOp, TheOtherRequantRoundingFailsEachRoundingCase) {
+  Case a = golden_case("w4a8_msd_grouped_matmul", "requant_double_fp16");
+  Case b = golden_case("w4a8_msd_grouped_matmul", "requant_single_int16");
+  W4a8MsdConfig dbl, sgl;
+  sgl.rounding = SwigluQuantRounding::kSingleInt16;
+  EXPECT_EQ(a.verdict("y", msd_run(a, sgl).q.y), Verdict::kFail);
+  EXPECT_EQ(b.verdict("y", msd_run(b, dbl).q.y), Verdict::kFail);
+  EXPECT_EQ(b.verdict("y", msd_run(b, sgl).q.y), Verdict::kPass);
+}
+
+TEST(W4a8MsdOp, MissingClampFailsTheClampCase) {
+  Case k = golden_case("w4a8_msd_grouped_matmul", "clamp_limit_1_5");
+  W4a8MsdConfig no_clamp;  // planted bug
+  const W4a8MsdStages st = msd_run(k, no_clamp);
+  EXPECT_EQ(k.verdict("dequant", st.q.dequant), Verdict::kPass);  // the clamp comes after
+  EXPECT_EQ(k.verdict("y", st.q.y), Verdict::kFail);
+}
+
+TEST(W4a8MsdOp, OptimizedExactFixpipeRoundsOnceLikeTheReference) {
+  // x = 127 (x_hi = 7) and w[:, 0] = 7 over K = 209: A_hi = 10241 (14 bits); s = 2047 / 1024 (11
+  // bits): A_hi * s = 20471.9990234375 needs 25 bits, fp32 rounds it to 20472, an fp16 midpoint
+  // (ulp 16 there) that RNE sends to 20480, while the exact product rounds once to 20464.
+  const int64_t kk = 209;
+  Tensor x(DType::kI8, {1, kk}), w(DType::kI8, {1, kk, 2});
+  for (int64_t q = 0; q < kk; ++q) {
+    x.data<int8_t>()[q] = 127;
+    w.data<int8_t>()[q * 2] = 7;
+  }
+  const Tensor s = Tensor::from<float>({1, 2}, {2047.0f / 1024.0f, 1.0f});
+  const Tensor sb(DType::kF32, {1, 2});
+  const Tensor xs = Tensor::from<float>({1}, {std::ldexp(1.0f, -18)});
+  const Tensor gl = i64({1}, {1});
+  W4a8MsdConfig exact;
+  exact.fixpipe = FixpipePrecision::kExact;
+  const auto r32 = ref::w4a8_msd_grouped_matmul(x, w, s, sb, xs, gl, W4a8MsdConfig{});
+  const auto rex = ref::w4a8_msd_grouped_matmul(x, w, s, sb, xs, gl, exact);
+  const auto oex = opt::w4a8_msd_grouped_matmul(x, w, s, sb, xs, gl, exact);
+  const auto o32 = opt::w4a8_msd_grouped_matmul(x, w, s, sb, xs, gl, W4a8MsdConfig{});
+  EXPECT_EQ(rex.acc_hi.data<int32_t>()[0], 10241);
+  EXPECT_EQ(num::f16_to_f32(r32.a_hi.data<uint16_t>()[0]), 20480.0f);
+  EXPECT_EQ(num::f16_to_f32(rex.a_hi.data<uint16_t>()[0]), 20464.0f);
+  EXPECT_TRUE(oex.a_hi.bit_equal(rex.a_hi));
+  EXPECT_TRUE(o32.a_hi.bit_equal(r32.a_hi));
+  EXPECT_TRUE(oex.q.y.bit_equal(rex.q.y));
 }
 
 }  // namespace

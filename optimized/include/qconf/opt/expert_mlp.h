@@ -28,4 +28,9 @@ void w8a8_expert_mlp(const Tensor& x, const Tensor& x_scale, const PackedExperts
                      const Tensor& w13_scale, const PackedExpertsS8& w2, const Tensor& w2_scale,
                      const Tensor& group_list, Tensor& y, int threads = 0);
 
+// SwiGLU mode 0 on fp32: out[j] = (act[j] / (1 + exp(-act[j]))) * other[j], Highway SIMD
+// (optimized/ops/swiglu_simd.cpp; exp within 1 ulp). Element-wise: no dependence on how rows are
+// split between threads.
+void swiglu_halves_f32(const float* act, const float* other, float* out, int64_t n);
+
 }  // namespace qconf::opt

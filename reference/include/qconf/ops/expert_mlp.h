@@ -23,6 +23,7 @@
 
 #include "qconf/core/tensor.h"
 #include "qconf/ops/index.h"
+#include "qconf/ops/quant_matmul.h"
 
 namespace qconf {
 
@@ -206,6 +207,52 @@ struct W4a8MsdTerms {
 };
 namespace ref {
 W4a8MsdTerms w4a8_msd_split_matmul(const Tensor& x, const Tensor& w);  // x int8, w int8 in [-8,7]
+}
+
+// ---- w4a8_msd_grouped_matmul: the W4A8 MoE gmm1 + SwiGLU + int8 requant by MSD ----------------
+// (notes/vllm_ascend_quant.md §A "Why the correction is 8·Σ"; the vllm-ascend custom op
+// grouped_matmul_swiglu_quant_v2 with weight_assist_matrix = w13_scale_bias, §C W4A8 path):
+//   x_hi = x >> 4, x_lo' = (x & 0xF) - 8 (int4 each); A_hi = x_hi @ w[e], A_lo = x_lo' @ w[e]
+//   (int32, exact); the cube's fixpipe applies s[e, n] (FP19, the uint64 quant vector) and
+//   outputs fp16: a = fp16(A * s); then y = 16 a_hi + a_lo + scale_bias[e, n] (fp32),
+//   C = y * s_tok[m], optional clamp (gate <= limit, up in [-limit, limit]), S = swish(C[:, :H])
+//   * C[:, H:], per-row int8 requant (amax / 127).
+struct W4a8MsdConfig {
+  // Variant `fixpipe_precision` (as npu_quant_matmul) [inf]: fp32(A) * s in fp32 then fp16, or
+  // the exact product rounded once to fp16.
+  FixpipePrecision fixpipe = FixpipePrecision::kFp32;
+  // Variant `msd_sum_order` [inf: the notes give the formula, not the order]: false =
+  // (16 a_hi + a_lo) + scale_bias, true = 16 a_hi + (a_lo + scale_bias).
+  bool bias_first = false;
+  // Variant `requant_rounding` [inf: "re-quantize each row to int8 (max/127)"]: kDoubleFp16 (as
+  // grouped_matmul_swiglu_quant, the v1 kernel) or kSingleInt16 (as dequant_swiglu_quant).
+  SwigluQuantRounding rounding = SwigluQuantRounding::kDoubleFp16;
+  // The optional clamp; <= 0 (or not finite): none.
+  float clamp_limit = 0.0f;
+};
+
+struct W4a8MsdStages {
+  Tensor x_hi, x_lo;      // int8 [M, K]: high nibble (arithmetic shift) and low nibble - 8
+  Tensor acc_hi, acc_lo;  // int32 [M, 2H] (rows past valid_rows: 0, unspecified)
+  Tensor a_hi, a_lo;      // float16 [M, 2H]: the fixpipe outputs
+  Tensor msd_sum;         // float32 [M, 2H]: 16 a_hi + a_lo + scale_bias
+  SwigluQuantStages q;    // dequant = msd_sum * s_tok (before the clamp), swiglu, y, scale
+};
+
+// x: int8 [M, K]; weight: int8 [E, K, 2H] holding int4 values in [-8, 7]; scale: float32
+// [E, 2H], FP19 values (low 13 mantissa bits zero: what the quant vector carries); scale_bias:
+// float32 [E, 2H]; x_scale: float32 [M]; group_list: int64 cumsum [E]. `bounds` (reference
+// only): the SwiGLU bounds and reachable codes / scales.
+namespace ref {
+W4a8MsdStages w4a8_msd_grouped_matmul(const Tensor& x, const Tensor& weight, const Tensor& scale,
+                                      const Tensor& scale_bias, const Tensor& x_scale,
+                                      const Tensor& group_list, const W4a8MsdConfig& cfg,
+                                      SwigluQuantBounds* bounds = nullptr);
+}
+namespace opt {
+W4a8MsdStages w4a8_msd_grouped_matmul(const Tensor& x, const Tensor& weight, const Tensor& scale,
+                                      const Tensor& scale_bias, const Tensor& x_scale,
+                                      const Tensor& group_list, const W4a8MsdConfig& cfg);
 }
 
 }  // namespace qconf
