@@ -1,5 +1,8 @@
 #include "qconf/conformance/golden.h"
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 
@@ -75,8 +78,15 @@ std::vector<std::string> golden_generate(const std::string& golden_dir) {
   fs::create_directories(golden_dir);
   std::map<std::string, std::string> manifest;
   std::vector<std::string> written;
+  // QCONF_GOLDEN_TIMING=1 prints each op's generation time (the reference is slow by design; this
+  // shows which op to look at when `make test`'s golden checks grow).
+  const bool timing = std::getenv("QCONF_GOLDEN_TIMING") != nullptr;
   for (const OpDef* d : OpRegistry::instance().all()) {
+    const auto t0 = std::chrono::steady_clock::now();
     std::string text = fixture_to_text(generate_fixture(*d));
+    if (timing)
+      std::fprintf(stderr, "golden generate: %-40s %8.2f s\n", d->name.c_str(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     std::string path = (fs::path(golden_dir) / fixture_name(*d)).string();
     write_file(path, text);
     manifest[fixture_name(*d)] = sha256_hex(text);
