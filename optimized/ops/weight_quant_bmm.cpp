@@ -69,8 +69,9 @@ constexpr int64_t kQuad = 4;    // columns per GEMV tile
 // quads ahead (kPrefetchTiles * kQuad columns later in memory), i.e. the data of a later tile;
 // the dot-path tiles also prefetch the next tile's scale/offset pairs (a separate stream, 2 fp32
 // per column and group, that the hardware prefetcher does not follow across 4 columns). On a
-// Zen 4 core, 4 tiles ahead + the parameter prefetch took the M = 1 GEMV from ~55% / ~45%
-// (W8A16 / W4A16) to ~70-80% / ~60% of the streaming-read bandwidth (bench/weight_quant_bench).
+// Zen 4 core shared with compile jobs, 4 tiles ahead + the parameter prefetch looked best of
+// 1/2/4/8/16 tiles (W8A16 ~0.55 -> ~0.65-0.8 of the streaming read), but the machine was too
+// loaded to separate it from noise: re-measure on a quiet machine (bench/weight_quant_bench).
 constexpr int64_t kPrefetchTiles = 4;
 int64_t prefetch_distance(const WqbmmWeights& w) {
   return kPrefetchTiles * kQuad * (w.shape.int4 ? w.kpad / 2 : w.kpad);
