@@ -21,6 +21,7 @@
 
 #include "qconf/ops/int4pack.h"
 #include "qconf/opt/convert.h"
+#include "qconf/opt/dynamic_quant_row.h"
 #include "qconf/opt/parallel.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -204,6 +205,20 @@ DynQuantStages npu_dynamic_quant(const Tensor& x, const Tensor* smooth, const Te
   });
   st.y = cfg.int4 ? pack_codes(st.codes) : st.codes;
   return st;
+}
+
+void dynamic_quant_row_default(const uint16_t* x, bool f16, int64_t h, float* xf, int8_t* codes,
+                               float* scale) {
+  // The steps of npu_dynamic_quant's loop body for DynQuantConfig{} and no smoothing.
+  uint32_t* bits = reinterpret_cast<uint32_t*>(xf);
+  if (f16)
+    f16_to_f32(x, bits, static_cast<size_t>(h));
+  else
+    bf16_to_f32(x, bits, static_cast<size_t>(h));
+  const float amax = bits_to_float(HWY_DYNAMIC_DISPATCH(AbsBitsMax)(bits, h));
+  const float m = 127.0f / amax;
+  HWY_DYNAMIC_DISPATCH(QuantMulRint)(xf, m, -128, 127, codes, h);
+  *scale = 1.0f / m;
 }
 
 DynQuantAsymStages npu_dynamic_quant_asymmetric(const Tensor& x, const Tensor* smooth,

@@ -27,7 +27,9 @@
 #include "qconf/ops/scales.h"
 #include "qconf/opt/convert.h"
 #include "qconf/opt/cpu.h"
+#include "qconf/opt/dynamic_quant_row.h"
 #include "qconf/opt/gemm_s8.h"
+#include "qconf/opt/parallel.h"
 
 namespace qconf::opt {
 namespace {
@@ -542,6 +544,68 @@ Tensor npu_quant_matmul_packed(const Tensor& x1, const PackedWeightsS8& x2, cons
   return run(p, cfg, x1, nullptr, &x2, scale, offset, pertoken, bias, false, opt).out;
 }
 
+namespace {
+
+// The linear with the dynamic quant fused into the activation packing: each row is quantized
+// (dynamic_quant_row_default: the same steps and bits as npu_dynamic_quant) straight into the
+// GEMM's packed layout, with no [rows, K] fp32 / int8 intermediate tensors, and the packed
+// buffer is kept per calling thread and reused across calls (no allocation or page faults per
+// call once warm). Then the same GEMM and epilogue as npu_quant_matmul with a pertoken scale.
+struct LinearWorkspace {
+  PackedActivationsS8 a;
+  Tensor pertoken;  // float32 [rows]
+};
+
+void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
+                  const Tensor& weight_scale, const Tensor* bias, Tensor& y,
+                  const GemmS8Options& opt) {
+  static thread_local LinearWorkspace ws;
+  if (ws.pertoken.rank() != 1 || ws.pertoken.dim(0) != rows)
+    ws.pertoken = Tensor(DType::kF32, {rows});
+  float* pertoken = ws.pertoken.data<float>();
+  QuantMatmulConfig cfg;
+  cfg.output_dtype = x.dtype();
+  const QuantMatmulPlan p = plan_quant_matmul(DType::kI8, {rows, w.k()}, DType::kI8, {w.k(), w.n()},
+                                              weight_scale, nullptr, &ws.pertoken, bias, cfg);
+  const int64_t k = w.k();
+  const bool f16 = x.dtype() == DType::kF16;
+  const uint16_t* xin = x.data<uint16_t>();
+  PackedActivationsS8& a = ws.a;
+  a.reset(rows, w.k_padded());
+  // Row blocks of the packed layout per chunk, ~64 KiB of x per chunk.
+  const int64_t grain =
+      std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(k * kGemmS8Mr, 1));
+  parallel_for(
+      a.blocks(), grain,
+      [&](int64_t b0, int64_t b1) {
+        static thread_local std::vector<float> xf;
+        static thread_local std::vector<int8_t> codes;
+        if (xf.size() < static_cast<size_t>(k)) {
+          xf.resize(static_cast<size_t>(k));
+          codes.resize(static_cast<size_t>(k));
+        }
+        for (int64_t row = b0 * kGemmS8Mr; row < std::min(rows, b1 * kGemmS8Mr); ++row) {
+          dynamic_quant_row_default(xin + row * k, f16, k, xf.data(), codes.data(), pertoken + row);
+          a.set_row(row, codes.data(), k);
+        }
+      },
+      opt.threads);
+  QuantMatmulStages st;
+  st.out = std::move(y);  // x.shape[:-1] + [N]: the same elements as [rows, N]
+  const Columns cols = prepare_columns(p, weight_scale, nullptr, bias);
+  Epilogue e = make_epilogue(p, cfg, cols, &ws.pertoken, st, opt.force_scalar);
+  e.rows_end = rows;
+  try {
+    gemm_s8(a, w, epilogue_tile, &e, opt);
+  } catch (...) {
+    y = std::move(st.out);
+    throw;
+  }
+  y = std::move(st.out);
+}
+
+}  // namespace
+
 void w8a8_dynamic_linear(const Tensor& x, const PackedWeightsS8& w, const Tensor& weight_scale,
                          const Tensor* bias, Tensor& y, const GemmS8Options& opt) {
   if (w.int4())
@@ -555,11 +619,17 @@ void w8a8_dynamic_linear(const Tensor& x, const PackedWeightsS8& w, const Tensor
     throw std::invalid_argument("w8a8_dynamic_linear: y must be " +
                                 std::string(dtype_name(x.dtype())) + shape_str(out_shape) +
                                 ", got " + y.describe());
+  int64_t rows = 1;
+  for (int d = 0; d + 1 < x.rank(); ++d) rows *= x.dim(d);
+  if ((x.dtype() == DType::kBF16 || x.dtype() == DType::kF16) && w.k() > 0) {
+    linear_fused(x, rows, w, weight_scale, bias, y, opt);
+    return;
+  }
+  // Other dtypes and K = 0: the unfused steps (npu_dynamic_quant reports a bad dtype).
   // Step 1: per-token dynamic quant (the A2/A3 kernel: m = 127/amax, RINT(x*m), scale = 1/m).
   DynQuantStages q = npu_dynamic_quant(x, nullptr, nullptr, DynQuantConfig{});
   // Step 2: npu_quant_matmul(x_q, W, weight_scale, pertoken_scale = scale, bias,
   // output_dtype = x.dtype), on the flattened tokens.
-  const int64_t rows = x.numel() / w.k();
   Tensor pertoken(DType::kF32, {rows});
   std::memcpy(pertoken.bytes(), q.scale.bytes(), q.scale.nbytes());
   QuantMatmulConfig cfg;

@@ -65,10 +65,16 @@ namespace {
 
 constexpr int64_t kBlock = 32;  // k per block
 constexpr int64_t kQuad = 4;    // columns per GEMV tile
-// Software prefetch: each column prefetches the same position of the column one quad ahead
-// (kQuad columns later in memory), i.e. the data of the next tile, one tile in advance.
+// Software prefetch: each column prefetches the same position of the column kPrefetchTiles
+// quads ahead (kPrefetchTiles * kQuad columns later in memory), i.e. the data of a later tile;
+// the dot-path tiles also prefetch the next tile's scale/offset pairs (a separate stream, 2 fp32
+// per column and group, that the hardware prefetcher does not follow across 4 columns). On a
+// Zen 4 core shared with compile jobs, 4 tiles ahead + the parameter prefetch looked best of
+// 1/2/4/8/16 tiles (W8A16 ~0.55 -> ~0.65-0.8 of the streaming read), but the machine was too
+// loaded to separate it from noise: re-measure on a quiet machine (bench/weight_quant_bench).
+constexpr int64_t kPrefetchTiles = 4;
 int64_t prefetch_distance(const WqbmmWeights& w) {
-  return kQuad * (w.shape.int4 ? w.kpad / 2 : w.kpad);
+  return kPrefetchTiles * kQuad * (w.shape.int4 ? w.kpad / 2 : w.kpad);
 }
 
 float f_of(uint32_t b) {
@@ -644,6 +650,16 @@ QCONF_AVX512 void tile_dot(const WqbmmWeights& w, int64_t n0, const uint16_t* co
   const int64_t nb = (s.k + bk - 1) / bk;
   const int64_t bpg = s.mode == WqbmmScaleMode::kPerGroup ? s.group_size / bk : nb;
   const int64_t pf = prefetch_distance(w);
+  {
+    // The next tile's parameters: columns [n0 + CB, n0 + 2 CB), all groups (contiguous).
+    const int64_t groups = s.groups;
+    const int64_t first =
+        2 * std::min<int64_t>((n0 + CB) * groups, static_cast<int64_t>(w.params_f32.size() / 2));
+    const int64_t last =
+        std::min<int64_t>(first + 2 * CB * groups, static_cast<int64_t>(w.params_f32.size()));
+    for (int64_t i = first; i < last; i += 16)
+      _mm_prefetch(reinterpret_cast<const char*>(w.params_f32.data() + i), _MM_HINT_T0);
+  }
   __m512 acc[MB * CB * 2];
   for (int i = 0; i < MB * CB * 2; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t g = 0, b0 = 0; b0 < nb; ++g, b0 += bpg) {

@@ -306,6 +306,40 @@ void PackedActivationsS8::pack_s8(const int8_t* a, int64_t m, int64_t k, int64_t
       threads);
 }
 
+void PackedActivationsS8::reset(int64_t m, int64_t kp) {
+  if (m < 0 || kp < 0 || kp % 4 != 0)
+    throw std::invalid_argument("PackedActivationsS8::reset: bad m or padded k");
+  m_ = m;
+  kp_ = kp;
+  const size_t bytes = static_cast<size_t>(blocks()) * block_bytes();
+  if (buf_.size() < bytes || !buf_.data()) buf_ = AlignedBuffer(bytes);
+  if (rowsum_cap_ < static_cast<size_t>(std::max<int64_t>(m, 1))) {
+    rowsum_cap_ = static_cast<size_t>(std::max<int64_t>(m, 1));
+    rowsum_.reset(new int32_t[rowsum_cap_]);
+  }
+  // Missing rows of a partial last block must be zero (set_row writes a row's k padding).
+  if (m % kGemmS8Mr != 0 && m > 0)
+    std::memset(buf_.data() + (blocks() - 1) * block_bytes(), 0, block_bytes());
+}
+
+void PackedActivationsS8::set_row(int64_t row, const int8_t* codes, int64_t k) {
+  if (row < 0 || row >= m_ || k < 0 || k > kp_)
+    throw std::invalid_argument("PackedActivationsS8::set_row: bad row or k");
+  int8_t* dst = reinterpret_cast<int8_t*>(buf_.data()) + (row / kGemmS8Mr) * block_bytes() +
+                4 * (row % kGemmS8Mr);
+  const int64_t quads = k / 4;
+  for (int64_t q = 0; q < quads; ++q) std::memcpy(dst + q * 4 * kGemmS8Mr, codes + 4 * q, 4);
+  // The partial last quad and the padding up to kp: zeros after the row's last value.
+  for (int64_t q = quads; q < kp_ / 4; ++q) {
+    int8_t quad[4] = {0, 0, 0, 0};
+    for (int t = 0; t < 4 && 4 * q + t < k; ++t) quad[t] = codes[4 * q + t];
+    std::memcpy(dst + q * 4 * kGemmS8Mr, quad, 4);
+  }
+  int64_t sum = 0;
+  for (int64_t kk = 0; kk < k; ++kk) sum += codes[kk];
+  rowsum_[static_cast<size_t>(row)] = static_cast<int32_t>(static_cast<uint32_t>(sum));
+}
+
 void PackedActivationsS8::pack_s4(const int32_t* a, int64_t m, int64_t k, int64_t kp, int threads) {
   if (m < 0 || k < 0 || k % 8 != 0 || kp < k || kp % 4 != 0)
     throw std::invalid_argument("PackedActivationsS8::pack_s4: bad m, k or padded k");

@@ -85,6 +85,15 @@ class PackedActivationsS8 {
   // a: m rows of k/8 int32 words (packed int4), k % 8 == 0.
   void pack_s4(const int32_t* a, int64_t m, int64_t k, int64_t kp, int threads = 0);
 
+  // For callers that produce the rows themselves (the fused W8A8_DYNAMIC linear quantizes
+  // straight into this layout): sizes the object for m rows of padded depth kp, reusing the
+  // buffers when they are large enough (no allocation when called again with the same or a
+  // smaller size), and zeroes the padding; then every row in [0, m) must be given to set_row.
+  void reset(int64_t m, int64_t kp);
+  // Stores row `row` (k <= kp int8 values, zeros up to kp) and its row sum (modulo 2^32, like
+  // pack_s8). Distinct rows may be set concurrently.
+  void set_row(int64_t row, const int8_t* codes, int64_t k);
+
   int64_t m() const { return m_; }
   int64_t k_padded() const { return kp_; }
   int64_t blocks() const { return (m_ + kGemmS8Mr - 1) / kGemmS8Mr; }
@@ -98,6 +107,7 @@ class PackedActivationsS8 {
   int64_t m_ = 0, kp_ = 0;
   AlignedBuffer buf_;
   std::unique_ptr<int32_t[]> rowsum_;
+  size_t rowsum_cap_ = 0;  // rows rowsum_ can hold (reset)
 };
 
 // One finished tile: rows [row0, row0 + rows) x columns [col0, col0 + cols) of C, as int32
