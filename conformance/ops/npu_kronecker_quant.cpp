@@ -268,10 +268,12 @@ Kernel kernel(Fn fn) {
   };
 }
 
+#ifndef QCONF_NO_OPTIMIZED
 KronQuantStages opt_with_intermediates(const Tensor& x, const Tensor& p1, const Tensor& p2,
                                        const Tensor& c, KronFormula f) {
   return opt::npu_kronecker_quant(x, p1, p2, c, f, true);
 }
+#endif
 
 Check reachable(const ReachSet& r, DType dt) {
   Check c;

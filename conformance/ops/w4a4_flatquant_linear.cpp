@@ -166,9 +166,11 @@ Kernel kernel(Fn fn) {
   };
 }
 
+#ifndef QCONF_NO_OPTIMIZED
 FlatQuantLinearStages opt_kernel(const FlatQuantLinearArgs& a, const FlatQuantLinearConfig& c) {
   return opt::w4a4_flatquant_linear(a, c, true);
 }
+#endif
 
 Check reachable(const ReachSet& r, DType dt, const Shape&) {
   Check c;
