@@ -13,6 +13,7 @@
 // clang-format on
 
 #include "qconf/ops/int4pack.h"
+
 #include "qconf/opt/parallel.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -24,21 +25,21 @@ void PackInt4(const int32_t* HWY_RESTRICT in, int32_t* HWY_RESTRICT out, int64_t
   int64_t i = 0;
 #if HWY_TARGET != HWY_SCALAR
   const hn::ScalableTag<int32_t> d32;
-  const hn::Rebind<uint8_t, decltype(d32)> d8;     // one byte per int32 lane
+  const hn::Rebind<uint8_t, decltype(d32)> d8;        // one byte per int32 lane
   const hn::Repartition<uint16_t, decltype(d8)> d16;  // byte pairs
-  const hn::Rebind<uint8_t, decltype(d16)> d8h;    // one byte per pair
+  const hn::Rebind<uint8_t, decltype(d16)> d8h;       // one byte per pair
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d32));
   const auto mask = hn::Set(d32, 0xF);
   const auto lo_byte = hn::Set(d16, 0x00FF);
   if (lanes >= 8) {
     auto* out8 = reinterpret_cast<uint8_t*>(out);
     for (; i + lanes <= n; i += lanes) {
-      auto v = hn::And(hn::LoadU(d32, in + i), mask);         // 0..15 per lane
-      auto b = hn::DemoteTo(d8, v);                           // exact: values fit a byte
-      auto p = hn::BitCast(d16, b);                           // [odd:even] per u16
+      auto v = hn::And(hn::LoadU(d32, in + i), mask);  // 0..15 per lane
+      auto b = hn::DemoteTo(d8, v);                    // exact: values fit a byte
+      auto p = hn::BitCast(d16, b);                    // [odd:even] per u16
       auto merged = hn::Or(hn::And(p, lo_byte), hn::ShiftRight<4>(hn::AndNot(lo_byte, p)));
-      hn::StoreU(hn::DemoteTo(d8h, hn::BitCast(hn::RebindToSigned<decltype(d16)>(), merged)),
-                 d8h, out8 + i / 2);
+      hn::StoreU(hn::DemoteTo(d8h, hn::BitCast(hn::RebindToSigned<decltype(d16)>(), merged)), d8h,
+                 out8 + i / 2);
     }
   }
 #endif

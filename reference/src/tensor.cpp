@@ -26,10 +26,9 @@ constexpr std::array<DTypeInfo, 13> kInfo{{
     {DType::kF32, "float32", 4},
     {DType::kF64, "float64", 8},
 }};
-constexpr std::array<DType, 13> kAll{DType::kBool, DType::kI8,  DType::kU8,   DType::kI16,
-                                     DType::kU16,  DType::kI32, DType::kU32,  DType::kI64,
-                                     DType::kU64,  DType::kF16, DType::kBF16, DType::kF32,
-                                     DType::kF64};
+constexpr std::array<DType, 13> kAll{
+    DType::kBool, DType::kI8,  DType::kU8,  DType::kI16,  DType::kU16, DType::kI32, DType::kU32,
+    DType::kI64,  DType::kU64, DType::kF16, DType::kBF16, DType::kF32, DType::kF64};
 const DTypeInfo& info(DType t) { return kInfo[static_cast<size_t>(t)]; }
 }  // namespace
 
@@ -80,8 +79,8 @@ int64_t Tensor::dim(int i) const {
   int r = rank();
   int j = i < 0 ? i + r : i;
   if (j < 0 || j >= r)
-    throw std::out_of_range("Tensor::dim(" + std::to_string(i) + ") on rank-" +
-                            std::to_string(r) + " tensor");
+    throw std::out_of_range("Tensor::dim(" + std::to_string(i) + ") on rank-" + std::to_string(r) +
+                            " tensor");
   return shape_[static_cast<size_t>(j)];
 }
 
@@ -115,8 +114,6 @@ int64_t Tensor::int_at(int64_t i) const {
   }
 }
 
-std::string Tensor::describe() const {
-  return std::string(dtype_name(dtype_)) + shape_str(shape_);
-}
+std::string Tensor::describe() const { return std::string(dtype_name(dtype_)) + shape_str(shape_); }
 
 }  // namespace qconf

@@ -6,13 +6,13 @@
 namespace qconf::opt {
 
 struct CpuFeatures {
-  bool f16c = false;         // VCVTPS2PH / VCVTPH2PS
+  bool f16c = false;  // VCVTPS2PH / VCVTPH2PS
   bool avx2 = false;
   bool avx512f = false;
   bool avx512bw = false;
   bool avx512vnni = false;
-  bool avx512bf16 = false;   // VCVTNEPS2BF16
-  bool amx_int8 = false;     // needs arch_prctl(ARCH_REQ_XCOMP_PERM) before use
+  bool avx512bf16 = false;  // VCVTNEPS2BF16
+  bool amx_int8 = false;    // needs arch_prctl(ARCH_REQ_XCOMP_PERM) before use
 };
 
 // Detected once (CPUID plus OS XSAVE support), then cached.
