@@ -12,7 +12,7 @@ DEBS := cmake g++ clang ninja-build pkg-config make \
         libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev libssl-dev \
         python3 python3-numpy python3-jsonschema chromium libclang-rt-14-dev
 
-.PHONY: all deps configure build conformance test sanitize bench golden format clean install
+.PHONY: all deps configure build conformance test identity sanitize bench golden format clean install
 
 all: build
 
@@ -51,7 +51,11 @@ conformance: build
 	  --html $(BUILD)/reports/conformance.html
 
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900 -LE identity_full
+
+# The full golden identity matrix: g++ and clang++, each at -O0 and -O3 -march=native.
+identity: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 1200 -L identity
 
 sanitize: deps
 	cmake -S . -B build-sanitize -G "$(GENERATOR)" -DCMAKE_BUILD_TYPE=Debug -DQCONF_SANITIZE=ON \
