@@ -45,37 +45,18 @@ std::map<std::string, Note> kv_notes() {
   };
 }
 
-CaseSpec kv_case(const std::string& name, const std::string& comment,
-                 std::vector<std::string> flags, int64_t blocks, int64_t heads, int64_t head_size,
-                 int64_t block_size, bool random) {
-  const Shape nd_shape{blocks, block_size, heads, head_size};
-  const Tensor nd = random ? random_bits(DType::kI8, nd_shape, std::string(kOp) + "/" + name)
-                           : coord_tensor(DType::kI8, nd_shape);
-  CaseSpec c;
-  c.name = name;
-  Tensor nz = ref::kv_cache_nd_to_nz(nd);
-  c.comment = comment + "; NZ " + shape_str(nz.shape()) + " -> ND " + shape_str(nd_shape);
-  if (random) flags.insert(flags.begin(), "Random");
-  c.flags = std::move(flags);
-  c.inputs["cache_nz"] = std::move(nz);
-  return c;
-}
-
 std::vector<CaseSpec> kv_cases() {
   std::vector<CaseSpec> v;
-  v.push_back(kv_case("va_unit_test_shape_2x2x32x32", "blocks 2, heads 2, head_size 32, bs 32",
-                      {"VaUnitTestShape"}, 2, 2, 32, 32, false));
-  v.push_back(kv_case("square_axes_2x4x128x4", "heads 4 == head_size/32 4 == block_size 4",
-                      {"PermuteOrder", "HeadChunks"}, 2, 4, 128, 4, false));
-  v.push_back(kv_case("head_chunks_2x3x64x8", "heads 3, head_size 64 (2 chunks), bs 8",
-                      {"HeadChunks"}, 2, 3, 64, 8, false));
-  v.push_back(
-      kv_case("block_size_8_3x2x32x8", "block_size 8", {"BlockSizeNotPadded"}, 3, 2, 32, 8, false));
-  v.push_back(kv_case("block_size_1_4x1x96x1", "block_size 1, one head of 3 chunks",
-                      {"BlockSizeNotPadded"}, 4, 1, 96, 1, false));
-  v.push_back(kv_case("random_2x2x96x4", "random int8", {"HeadChunks", "BlockSizeNotPadded"}, 2, 2,
-                      96, 4, true));
-  v.push_back(kv_case("random_1x3x64x16", "random int8", {"HeadChunks"}, 1, 3, 64, 16, true));
+  for (const KvCacheShape& k : kv_cache_shapes()) {
+    Tensor nz = ref::kv_cache_nd_to_nz(kv_cache_nd_input(k, kOp));
+    CaseSpec c;
+    c.name = k.name;
+    c.comment =
+        std::string(k.comment) + "; NZ " + shape_str(nz.shape()) + " -> ND " + shape_str(k.nd());
+    c.flags = k.flags;
+    c.inputs["cache_nz"] = std::move(nz);
+    v.push_back(std::move(c));
+  }
   return v;
 }
 

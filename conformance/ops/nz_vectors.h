@@ -119,4 +119,66 @@ inline bool any_nonzero(const Tensor& t) {
   return false;
 }
 
+// The KV-cache cases both directions run (kv_cache_nd_to_nz, kv_cache_nz_to_nd): one ND shape
+// (num_blocks, block_size, num_kv_heads, head_size) per case, coordinate-coded or random int8.
+struct KvCacheShape {
+  const char* name;
+  const char* comment;
+  std::vector<std::string> flags;
+  int64_t blocks, heads, head_size, block_size;
+  bool random;
+  Shape nd() const { return {blocks, block_size, heads, head_size}; }
+};
+inline std::vector<KvCacheShape> kv_cache_shapes() {
+  return {
+      {"va_unit_test_shape_2x2x32x32",
+       "blocks 2, heads 2, head_size 32, bs 32",
+       {"VaUnitTestShape"},
+       2,
+       2,
+       32,
+       32,
+       false},
+      {"square_axes_2x4x128x4",
+       "heads 4 == head_size/32 4 == block_size 4",
+       {"PermuteOrder", "HeadChunks"},
+       2,
+       4,
+       128,
+       4,
+       false},
+      {"head_chunks_2x3x64x8",
+       "heads 3, head_size 64 (2 chunks), bs 8",
+       {"HeadChunks"},
+       2,
+       3,
+       64,
+       8,
+       false},
+      {"block_size_8_3x2x32x8", "block_size 8", {"BlockSizeNotPadded"}, 3, 2, 32, 8, false},
+      {"block_size_1_4x1x96x1",
+       "block_size 1, one head of 3 chunks",
+       {"BlockSizeNotPadded"},
+       4,
+       1,
+       96,
+       1,
+       false},
+      {"random_2x2x96x4",
+       "random int8",
+       {"Random", "HeadChunks", "BlockSizeNotPadded"},
+       2,
+       2,
+       96,
+       4,
+       true},
+      {"random_1x3x64x16", "random int8", {"Random", "HeadChunks"}, 1, 3, 64, 16, true},
+  };
+}
+// The ND cache of a case: position-coded, or random bits seeded by "OP/NAME".
+inline Tensor kv_cache_nd_input(const KvCacheShape& k, const std::string& op) {
+  return k.random ? random_bits(DType::kI8, k.nd(), op + "/" + k.name)
+                  : coord_tensor(DType::kI8, k.nd());
+}
+
 }  // namespace qconf::conf::nz_vectors

@@ -103,6 +103,7 @@ ResultsFile results_from_text(const std::string& text, const std::string& path) 
 Implementation results_implementation(std::shared_ptr<const ResultsFile> results) {
   Implementation impl;
   impl.name = "results:" + results->path;
+  impl.repro_command = "qconf check " + shell_quote(results->path);
   impl.kernel_for = [](const OpDef&) { return Kernel{}; };
   impl.call = [results](const Case& c) {
     CallOutcome oc;

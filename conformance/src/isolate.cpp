@@ -125,7 +125,7 @@ std::vector<CaseResult> run_all_isolated(const std::vector<const Case*>& cases,
       r.verdict = timed_out ? Verdict::kTimeout : Verdict::kCrash;
       r.message = timed_out ? "no result within " + std::to_string(o.timeout_s) + " s"
                             : describe_death(status);
-      r.repro = "qconf run --impl " + impl.name + " --filter '" + r.c->id + "'";
+      r.repro = repro_line(impl, o, *r.c);
       results.push_back(std::move(r));
     } else if (results.size() < cases.size()) {
       throw std::runtime_error("isolated child exited early without reporting every case");
@@ -135,7 +135,6 @@ std::vector<CaseResult> run_all_isolated(const std::vector<const Case*>& cases,
   return results;
 }
 
-namespace {
 // Error statistics can be +-Inf or NaN (a port that overflows a bounded stage); JSON has no such
 // numbers (nlohmann writes null), so they travel as the strings "inf", "-inf" and "nan".
 Json stat_to_json(double v) {
@@ -151,7 +150,6 @@ double stat_from_json(const Json& j) {
   if (s == "-inf") return -std::numeric_limits<double>::infinity();
   throw std::runtime_error("case result: bad statistic \"" + s + "\"");
 }
-}  // namespace
 
 Json case_result_to_json(const CaseResult& r) {
   Json j = Json::object();

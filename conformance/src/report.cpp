@@ -12,6 +12,7 @@ constexpr Verdict kAllVerdicts[] = {
     Verdict::kPass,    Verdict::kFail,  Verdict::kMistrusted, Verdict::kUnimplemented,
     Verdict::kSkipped, Verdict::kCrash, Verdict::kTimeout};
 
+// XML escaping keeps ' as is (JUnit repro lines stay readable shell commands).
 std::string xml_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
@@ -118,7 +119,7 @@ std::string json_report(const std::vector<CaseResult>& results, const std::strin
     c["id"] = r.c->id;
     c["op"] = r.c->op;
     c["verdict"] = verdict_name(r.verdict);
-    c["ms"] = r.ms;
+    c["ms"] = stat_to_json(r.ms);
     if (!r.message.empty()) c["message"] = r.message;
     if (!r.failing_stage.empty()) c["failing_stage"] = r.failing_stage;
     Json st = Json::array();
@@ -129,9 +130,9 @@ std::string json_report(const std::vector<CaseResult>& results, const std::strin
       js["mismatches"] = s.mismatches;
       if (s.used_accept_set) js["used_accept_set"] = true;
       if (s.stats.elements) {
-        js["max_err_over_bound"] = s.stats.max_err_over_bound;
-        js["rms_err_over_bound"] = s.stats.rms_err_over_bound;
-        js["mean_err_over_bound"] = s.stats.mean_err_over_bound;
+        js["max_err_over_bound"] = stat_to_json(s.stats.max_err_over_bound);
+        js["rms_err_over_bound"] = stat_to_json(s.stats.rms_err_over_bound);
+        js["mean_err_over_bound"] = stat_to_json(s.stats.mean_err_over_bound);
       }
       Json first = Json::array();
       for (const auto& m : s.first)

@@ -96,20 +96,24 @@ std::vector<const Case*> select_cases(const std::vector<Fixture>& fixtures, cons
   return v;
 }
 
-namespace {
 std::string shell_quote(const std::string& s) {
   std::string q = "'";
   for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
   return q + "'";
 }
-}  // namespace
+
+std::string repro_line(const Implementation& impl, const RunOptions& o, const Case& c) {
+  const std::string head = impl.repro_command.empty()
+                               ? "qconf run --impl " + impl.name
+                               : impl.repro_command;
+  return head + (o.golden_dir.empty() ? "" : " --golden-dir " + shell_quote(o.golden_dir)) +
+         " --filter " + shell_quote(c.id);
+}
 
 CaseResult run_case(const Case& c, const Implementation& impl, const RunOptions& o) {
   CaseResult r;
   r.c = &c;
-  r.repro = "qconf run --impl " + impl.name +
-            (o.golden_dir.empty() ? "" : " --golden-dir " + shell_quote(o.golden_dir)) +
-            " --filter " + shell_quote(c.id);
+  r.repro = repro_line(impl, o, c);
   auto t0 = std::chrono::steady_clock::now();
   TensorMap out;
   if (impl.call) {

@@ -37,6 +37,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "qconf/numeric/bounds.h"
 #include "qconf/numeric/float_format.h"
 #include "qconf/numeric/fp_ops.h"
 #include "qconf/numeric/rounding.h"
@@ -288,10 +289,9 @@ SwigluEval swiglu_eval(float a, float b, const SwigluConfig& cfg) {
   }
   const Exact ex_q = exact_of(ex), bd_q = exact_of(bound);
   r.exact = f64_of_exact(ex_q, num::Round::kRint);
-  // Stored bound: the derived one plus the error of storing the exact value, rounded up.
-  const Exact stored_err = ex_q - Exact(r.exact);
-  r.bound =
-      f64_of_exact(bd_q + (stored_err < 0 ? Exact(-stored_err) : stored_err), num::Round::kCeil);
+  // Stored bound: the derived one plus the error of storing the exact value, widened for the
+  // checker's own double subtraction and rounded up (qconf/numeric/bounds.h, stored_bound).
+  r.bound = num::stored_bound(bd_q, ex_q);
   r.lo = f32_of_exact(ex_q - bd_q, num::Round::kFloor);
   r.hi = f32_of_exact(ex_q + bd_q, num::Round::kCeil);
   if (!std::isfinite(r.lo) || !std::isfinite(r.hi))
@@ -318,10 +318,6 @@ float load_f32(const Tensor& x, int64_t i) {
   }
 }
 
-const num::FloatFormat& format_of(DType t) {
-  return t == DType::kF32 ? num::kF32 : (t == DType::kF16 ? num::kF16 : num::kBF16);
-}
-
 }  // namespace
 
 namespace ref {
@@ -334,7 +330,7 @@ SwigluStages npu_swiglu(const Tensor& x, const SwigluConfig& cfg) {
   st.out = Tensor(x.dtype(), os);
   st.exact = Tensor(DType::kF64, os);
   st.bound = Tensor(DType::kF64, os);
-  const num::FloatFormat& f = format_of(x.dtype());
+  const num::FloatFormat& f = num::float_format_of(x.dtype());
   std::vector<float> row(static_cast<size_t>(2 * h));
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < 2 * h; ++j) row[static_cast<size_t>(j)] = load_f32(x, r * 2 * h + j);
@@ -358,8 +354,7 @@ SwigluStages npu_swiglu(const Tensor& x, const SwigluConfig& cfg) {
         } else {
           const Exact e(ev.exact);
           const Exact dl = e - num::to_exact(f, lo), dh = num::to_exact(f, hi) - e;
-          bd = std::max(
-              {bd, f64_of_exact(dl, num::Round::kCeil), f64_of_exact(dh, num::Round::kCeil)});
+          bd = std::max({bd, num::stored_bound(dl, e), num::stored_bound(dh, e)});
         }
       }
       st.bound.data<double>()[o] = bd;

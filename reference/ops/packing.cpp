@@ -402,13 +402,9 @@ Tensor w4a8_llmcompressor_pack(const Tensor& weight) {
 
 namespace {
 
-num::FloatFormat format_of(DType t) {
-  return t == DType::kF16 ? num::kF16 : (t == DType::kBF16 ? num::kBF16 : num::kF32);
-}
-
 // Element i of a float tensor widened to fp32 bits (exact: CAST_NONE of fp16/bf16 to fp32).
 uint64_t f32_bits_of(const Tensor& t, int64_t i) {
-  return num::convert(format_of(t.dtype()), t.bits_at(i), num::kF32);
+  return num::convert(num::float_format_of(t.dtype()), t.bits_at(i), num::kF32);
 }
 
 // Index into a length-1 or per-channel vector for flat element i of x.

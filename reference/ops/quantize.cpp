@@ -170,13 +170,9 @@ namespace {
 
 using num::kF32;
 
-const num::FloatFormat& format_of(DType t) {
-  return t == DType::kF16 ? num::kF16 : (t == DType::kBF16 ? num::kBF16 : num::kF32);
-}
-
 // Step 1: an input float element to fp32 (Cast CAST_NONE from fp16/bf16: exact).
 uint32_t float_to_fp32(const Tensor& t, int64_t i) {
-  return static_cast<uint32_t>(num::convert(format_of(t.dtype()), t.bits_at(i), kF32));
+  return static_cast<uint32_t>(num::convert(num::float_format_of(t.dtype()), t.bits_at(i), kF32));
 }
 
 // Step 1 (zero points): int8/uint8 -> half -> fp32 (exact); int32 -> fp32 with CAST_RINT

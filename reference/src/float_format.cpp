@@ -414,4 +414,18 @@ std::vector<uint64_t> rounding_probes(const FloatFormat& from, const FloatFormat
   return {out.begin(), out.end()};
 }
 
+const FloatFormat& float_format_of(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return kF32;
+    case DType::kF16:
+      return kF16;
+    case DType::kBF16:
+      return kBF16;
+    default:
+      throw std::invalid_argument("expected a float32, float16 or bfloat16 dtype, got " +
+                                  std::string(dtype_name(t)));
+  }
+}
+
 }  // namespace qconf::num

@@ -322,6 +322,25 @@ TEST(Cli, CheckPassesPerfectResultsAndFailsACorruptedOne) {
   fs::remove(bad);
 }
 
+// A failing case of a results file prints a repro line that is a working `qconf check` command
+// selecting just that case (it used to print `qconf run --impl results:PATH`, which no CLI
+// accepts).
+TEST(Cli, CheckReproLineRerunsExactlyTheFailingCase) {
+  std::string bad = perfect_results(kOp, true);
+  CmdResult b = qconf("check " + bad + " --golden-dir " + kGolden);
+  ASSERT_EQ(b.code, 1) << b.out;
+  const size_t at = b.out.find("repro: qconf check ");
+  ASSERT_NE(at, std::string::npos) << b.out;
+  const size_t eol = b.out.find('\n', at);
+  const std::string repro = b.out.substr(at + 7, eol - at - 7);  // "qconf check ..."
+  EXPECT_THAT(repro, HasSubstr(" --filter '" + kOp + "/"));
+  CmdResult again = qconf(repro.substr(6));
+  EXPECT_EQ(again.code, 1) << repro << "\n" << again.out;
+  EXPECT_THAT(again.out, HasSubstr("FAIL " + kOp + "/"));
+  EXPECT_THAT(again.out, HasSubstr(", 1 cases")) << again.out;
+  fs::remove(bad);
+}
+
 TEST(Cli, CheckRejectsResultsForUnknownCases) {
   std::string path = (fs::temp_directory_path() / "qconf_results_unknown.json").string();
   qconf::conf::write_file(path, R"({"format": "qconf-results", "version": 1,

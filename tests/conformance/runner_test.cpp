@@ -920,5 +920,28 @@ TEST(CaseResultJson, NonFiniteStatisticsRoundTrip) {
   EXPECT_EQ(back.verdict, Verdict::kFail);
 }
 
+// The JSON report writes a non-finite statistic as a string ("inf", "-inf", "nan"): written as
+// a number, nlohmann-json would print null, which a reader takes for "not measured".
+TEST(JsonReport, NonFiniteStatisticsAreNamedNotNull) {
+  auto cases = int4pack_cases();
+  ASSERT_FALSE(cases.empty());
+  CaseResult r;
+  r.c = cases[0];
+  r.verdict = Verdict::kFail;
+  StageResult s;
+  s.stage = "packed";
+  s.verdict = Verdict::kFail;
+  s.stats.elements = 2;
+  s.stats.max_err_over_bound = std::numeric_limits<double>::infinity();
+  s.stats.rms_err_over_bound = std::numeric_limits<double>::quiet_NaN();
+  s.stats.mean_err_over_bound = 0.5;
+  r.stages.push_back(s);
+  const Json j = Json::parse(json_report({r}, "x"));
+  const Json& st = j["cases"][0]["stages"][0];
+  EXPECT_EQ(st["max_err_over_bound"], "inf");
+  EXPECT_EQ(st["rms_err_over_bound"], "nan");
+  EXPECT_EQ(st["mean_err_over_bound"], 0.5);
+}
+
 }  // namespace
 }  // namespace qconf::conf

@@ -27,6 +27,9 @@ struct Implementation {
   std::function<CallOutcome(const Case&)> call = nullptr;
   // Run batches of cases in child processes (crash and hang isolation). Default for plugins.
   bool isolate = false;
+  // The command a failure's repro line starts with; the runner appends the golden dir and
+  // `--filter 'ID'`. Empty: "qconf run --impl NAME" (results files: "qconf check PATH").
+  std::string repro_command = "";
 };
 
 // "reference", "optimized" or "plugin:PATH"; throws std::invalid_argument for anything else.
@@ -65,6 +68,10 @@ void parse_shard(const std::string& spec, RunOptions& o);  // "i/n"; throws on b
 
 std::vector<const Case*> select_cases(const std::vector<Fixture>& fixtures, const RunOptions& o);
 CaseResult run_case(const Case& c, const Implementation& impl, const RunOptions& o);
+// `s` in single quotes for a POSIX shell.
+std::string shell_quote(const std::string& s);
+// The one-line command that reproduces case `c` of `impl` (Implementation::repro_command).
+std::string repro_line(const Implementation& impl, const RunOptions& o, const Case& c);
 // Runs every case; isolated in child processes when impl.isolate is set.
 std::vector<CaseResult> run_all(const std::vector<const Case*>& cases, const Implementation& impl,
                                 const RunOptions& o);
@@ -72,6 +79,10 @@ std::vector<CaseResult> run_all_isolated(const std::vector<const Case*>& cases,
                                          const Implementation& impl, const RunOptions& o);
 // One result as a JSON object, and back (the child -> parent protocol of isolated runs).
 Json case_result_to_json(const CaseResult& r);
+// An error statistic as JSON: a number when finite, else "inf", "-inf" or "nan" (nlohmann-json
+// would write null); and back (std::runtime_error on any other string). Reports use it too.
+Json stat_to_json(double v);
+double stat_from_json(const Json& j);
 CaseResult case_result_from_json(const Json& j, const Case* c);
 
 // Reports.

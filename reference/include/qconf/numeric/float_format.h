@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "qconf/core/tensor.h"
 #include "qconf/numeric/rounding.h"
 
 namespace qconf::num {
@@ -36,6 +37,9 @@ inline constexpr FloatFormat kBF16{"bfloat16", 8, 7};
 // mantissa bits, i.e. the top 19 bits of an fp32. As a value format its bits are right-aligned.
 inline constexpr FloatFormat kFP19{"fp19", 8, 10};
 inline constexpr FloatFormat kF64{"float64", 11, 52};
+
+// The format of a float32 / float16 / bfloat16 tensor dtype; std::invalid_argument for any other.
+const FloatFormat& float_format_of(DType t);
 
 // ---- format parameters --------------------------------------------------------------------------
 // Supported formats: exp_bits in [2, 11], mant_bits in [1, 52]. Functions below throw
