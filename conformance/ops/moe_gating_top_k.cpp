@@ -3,13 +3,15 @@
 // the after-routing steps (zero experts, expert_map, log2phy).
 //
 // Variant axis `router`: fused_ascend | native_vllm_ascend | vllm_grouped_topk |
-// vllm_fused_topk_softmax | old_select_experts (reference/include/qconf/ops/routing.h).
+// vllm_fused_topk_softmax | old_select_experts | native_vllm_ascend_topk | vllm_fused_topk_bias
+// (reference/include/qconf/ops/routing.h).
 // Params: scoring, top_k, n_group, k_group, renormalize, routed_scaling_factor, eps,
 // zero_experts.
 // Stages: scores (fp32, BOUNDED: exp/sigmoid/log last bits are platform-dependent),
 // topk_ids (int32 [T, k], ROW_SET: per token a multiset, with every id set reachable within the
-// bounds listed), expert_weights (fp32 [T, E], the (id, weight) pairs in dense form, BOUNDED by
-// the hull over the reachable id sets). Bounds: docs/bounds.md (moe_gating_top_k).
+// bounds listed; ordered for the variants that sort their output: every reachable sequence),
+// expert_weights (fp32 [T, E], the (id, weight) pairs in dense form, BOUNDED by the hull over the
+// reachable id sets). Bounds: docs/bounds.md (moe_gating_top_k).
 #include <cmath>
 #include <limits>
 
@@ -76,6 +78,31 @@ std::map<std::string, Note> notes() {
       {"SqrtSoftplus",
        {"FUNCTIONALITY", "scoring sqrt(softplus(x)) (DeepSeek-V4), always renormalized with eps.",
         "Wrong scoring function."}},
+      {"SqrtSoftplusTiny",
+       {"DIVERGENCE",
+        "sqrt(softplus(x)) at x = -95..-100: the Ascend hash kernel's 1 + exp(x) rounds to 1, so "
+        "its scores and weights are 0; torch's log1p keeps ~1e-21, whose sum (< 1e-20) the "
+        "native router divides by as is (weights sum to 1) and upstream fused_topk_bias clamps "
+        "to 1e-20 (weights sum to ~0.46).",
+        "Tells the kernel's ln(1 + exp), no eps, + eps and clamp(min=eps) apart."}},
+      {"OutputOrder",
+       {"DIVERGENCE",
+        "Well separated top-k: the fused kernel, upstream topk_softmax and torch.topk(sorted=True) "
+        "emit the ids by selection score, descending (checked in order); torch.topk(sorted=False) "
+        "(native grouped, upstream grouped_topk) leaves the order unspecified (checked as a set).",
+        "A port returning the right ids in another order fails the ordered variants only."}},
+      {"OrderTie",
+       {"EDGE_CASE",
+        "Two selected experts with equal (or 1 ulp apart) selection scores inside the top-k: "
+        "an exact tie comes out lower id first in the fused kernel and topk_softmax, in either "
+        "order from torch.topk; a near tie in either order everywhere.",
+        "Tie order inside the top-k."}},
+      {"NativeTopk",
+       {"DIVERGENCE",
+        "vllm-ascend's native router without num_expert_group/topk_group: plain topk of score + "
+        "bias, the biased values are the weights, cast to the hidden dtype before renormalizing; "
+        "the grouped path (and the fused kernel) weight with the unbiased scores.",
+        "Tells the non-grouped native path from the grouped one."}},
       {"DeepSeekV3",
        {"BASIC", "256 experts, 8 groups, 4 kept, top-8, sigmoid + bias, rsf 2.5.",
         "Production shape."}},
@@ -168,6 +195,10 @@ const char* const kAllRouters[] = {"fused_ascend", "native_vllm_ascend", "vllm_g
                                    "vllm_fused_topk_softmax", "old_select_experts"};
 const char* const kGroupedRouters[] = {"fused_ascend", "native_vllm_ascend", "vllm_grouped_topk",
                                        "old_select_experts"};
+// Softmax without bias or groups: every router but vllm_fused_topk_bias (sqrtsoftplus only).
+const char* const kSoftmaxRouters[] = {"fused_ascend",       "native_vllm_ascend",
+                                       "vllm_grouped_topk",  "vllm_fused_topk_softmax",
+                                       "old_select_experts", "native_vllm_ascend_topk"};
 
 std::vector<CaseSpec> cases() {
   Builder b;
@@ -256,8 +287,51 @@ std::vector<CaseSpec> cases() {
             "(upstream)",
             {"WeightDtype"}, params(r, "softmax", 3, 1, 1, 1), std::move(in));
     }
+  // ---- output order within a token ----
+  for (const char* r : kSoftmaxRouters) {
+    TensorMap in;
+    in["logits"] = logits(DType::kF32, {2, 8},
+                          {0.5f, -1.0f, 3.0f, 0.25f, 1.5f, -0.5f, 2.25f, 0.0f,  //
+                           4.0f, 1.0f, -2.0f, 2.5f, -0.25f, 1.75f, 0.125f, 3.25f});
+    b.add(std::string("output_order_") + r,
+          "top-3 well separated (row 0: 2, 6, 4; row 1: 0, 7, 3): ordered "
+          "variants must emit them descending, unordered ones in any order",
+          {"OutputOrder"}, params(r, "softmax", 3, 1, 1, 0), std::move(in));
+  }
+  for (const char* r : kSoftmaxRouters) {
+    TensorMap in;
+    const float one_up = std::nextafter(2.0f, 3.0f);
+    in["logits"] = logits(DType::kF32, {2, 6},
+                          {2.0f, 0.5f, 3.0f, 2.0f, -1.0f, 0.25f,  //
+                           2.0f, 0.5f, 3.0f, one_up, -1.0f, 0.25f});
+    b.add(std::string("order_tie_") + r,
+          "row 0: experts 0 and 3 bit-identical at places 2-3 of the top-3; row 1: 1 ulp apart",
+          {"OrderTie"}, params(r, "softmax", 3, 1, 1, 0), std::move(in));
+  }
+  // ---- native non-grouped path: biased weights, cast first ----
+  for (DType dt : {DType::kBF16, DType::kF32})
+    for (const char* r : {"native_vllm_ascend_topk", "native_vllm_ascend", "fused_ascend"}) {
+      TensorMap in;
+      in["logits"] = logits(dt, {2, 8},
+                            {0.5f, -1.0f, 2.0f, 0.25f, 1.5f, -0.5f, 0.75f, 0.0f,  //
+                             -1.5f, 1.0f, 0.5f, 2.5f, -0.25f, 0.125f, 1.25f, -2.0f});
+      in["bias"] = f32({8}, {0.25f, 0.5f, 0.0f, 0.75f, 0.125f, 0.375f, 0.625f, 0.0f});
+      b.add(std::string("native_topk_") + (dt == DType::kBF16 ? "bf16_" : "fp32_") + r,
+            "sigmoid + bias, top-3, renormalize, rsf 1.5, no groups: the non-grouped native path "
+            "weights with the biased values (cast to the logits dtype first)",
+            {"NativeTopk"}, params(r, "sigmoid", 3, 1, 1, 1, 1.5f), std::move(in));
+    }
+  // ---- sqrtsoftplus: tiny scores (ln(1 + exp) vs log1p; eps vs clamp vs none) ----
+  for (const char* r :
+       {"fused_ascend", "native_vllm_ascend", "native_vllm_ascend_topk", "vllm_fused_topk_bias"}) {
+    TensorMap in;
+    in["logits"] = logits(DType::kF32, {1, 6}, {-96.0f, -95.0f, -99.0f, -97.0f, -100.0f, -98.0f});
+    b.add(std::string("sqrtsoftplus_tiny_") + r,
+          "sqrt(softplus(x)) ~1e-21, top-3, renormalize: sum of the weights below 1e-20",
+          {"SqrtSoftplusTiny"}, params(r, "sqrtsoftplus", 3, 1, 1, 1), std::move(in));
+  }
   // ---- sqrtsoftplus ----
-  for (const char* r : {"fused_ascend", "native_vllm_ascend"}) {
+  for (const char* r : {"fused_ascend", "native_vllm_ascend", "vllm_fused_topk_bias"}) {
     TensorMap in;
     in["logits"] =
         logits(DType::kBF16, {3, 8}, {0.5f,  -1.0f,  2.0f, 0.25f, 1.5f,    -0.5f,  0.75f, 0.0f,   //
@@ -358,6 +432,7 @@ std::map<std::string, Check> oracle(const Params& p, const TensorMap& in, const 
   m["expert_weights"].degenerate_ok = true;  // dense: k of E columns are nonzero by design
   Check ids;
   ids.mode = CheckMode::kRowSet;
+  ids.ordered = b.ordered;
   ids.accept.index = b.alt_rows;
   ids.accept.offsets = b.alt_offsets;
   ids.accept.values = Tensor::from<int32_t>({static_cast<int64_t>(b.alt_ids.size())}, b.alt_ids);
@@ -374,8 +449,9 @@ OpDef make() {
       "k_group groups, masked -inf or 0.0), top-k, weights from the unbiased scores, "
       "renormalization (with eps in the fused kernel), routed_scaling_factor, cast; then zero "
       "experts, expert_map, log2phy. Variant axis router. Stages scores (BOUNDED), topk_ids "
-      "(ROW_SET: per-token id multisets, every set reachable within the exp bound listed), "
-      "expert_weights (dense [T, E], BOUNDED over the reachable sets).";
+      "(ROW_SET: per-token id multisets, every set reachable within the exp bound listed; "
+      "ordered sequences for the sorting variants), expert_weights (dense [T, E], BOUNDED over "
+      "the reachable sets).";
   d.sources = {"notes/torch_npu_semantics.md §7 (npu_moe_gating_top_k) [doc + code]",
                "notes/vllm_ascend_quant.md §C (router selection, fused kernel semantics, native "
                "path, after routing) [code]",
@@ -384,15 +460,20 @@ OpDef make() {
   d.inputs = {"logits", "bias", "expert_map", "log2phy"};
   d.stages = {
       {"scores", false, "float32 [T, E]: softmax / sigmoid / sqrt(softplus) (bounded)"},
-      {"topk_ids", true, "int32 [T, k]: final ids, compared per token as a multiset (row_set)"},
+      {"topk_ids", true,
+       "int32 [T, k]: final ids, compared per token as a multiset (row_set), or as a sequence "
+       "for the variants that sort their output (row_set ordered)"},
       {"expert_weights", true,
        "float32 [T, E]: weight of each logical expert, 0 if not selected (bounded)"}};
-  d.variants = {{"router",
-                 {"fused_ascend", "native_vllm_ascend", "vllm_grouped_topk",
-                  "vllm_fused_topk_softmax", "old_select_experts"},
-                 "fused kernel (top-2 group score, -inf mask, eps renorm, dtype cast), native "
-                 "vllm-ascend (max group score, 0.0 mask), upstream grouped_topk, upstream "
-                 "fused_topk softmax, old select_experts (rsf twice)"}};
+  d.variants = {
+      {"router",
+       {"fused_ascend", "native_vllm_ascend", "vllm_grouped_topk", "vllm_fused_topk_softmax",
+        "old_select_experts", "native_vllm_ascend_topk", "vllm_fused_topk_bias"},
+       "fused kernel (top-2 group score, -inf mask, eps renorm, dtype cast, sorted), "
+       "native vllm-ascend grouped (max group score, 0.0 mask), upstream grouped_topk, "
+       "upstream fused_topk softmax (sorted), old select_experts (rsf twice), native "
+       "vllm-ascend non-grouped (biased weights cast first, sorted), upstream "
+       "fused_topk_bias sqrtsoftplus (clamp(min=1e-20), sorted)"}};
   d.notes = notes();
   d.reference = kernel(ref::moe_gating_top_k);
 #ifndef QCONF_NO_OPTIMIZED

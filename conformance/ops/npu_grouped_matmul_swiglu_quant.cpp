@@ -11,6 +11,7 @@
 #include "qconf/ops/expert_mlp.h"
 #include "qconf/rng/generators.h"
 #include "qconf/rng/philox.h"
+#include "swiglu_quant_checks.h"
 
 namespace qconf::conf {
 namespace conformance_ops_npu_grouped_matmul_swiglu_quant {
@@ -178,35 +179,8 @@ std::map<std::string, Check> oracle(const Params&, const TensorMap& in, const Te
   const int64_t rows = in.at("x").dim(0), n2 = in.at("weight").dim(2), h = n2 / 2;
   const Tensor& gl = in.at("group_list");
   const int64_t valid = gl.numel() ? gl.int_at(gl.numel() - 1) : 0;
-  Check sw;
-  sw.mode = CheckMode::kBounded;
-  sw.exact = b.swiglu_exact;
-  sw.bound = b.swiglu_bound;
-  m["swiglu"] = std::move(sw);
-  if (!b.y_index.empty()) {
-    Check c;
-    c.mode = CheckMode::kReachable;
-    c.accept.index = b.y_index;
-    c.accept.offsets = b.y_offsets;
-    c.accept.values = Tensor::from<int8_t>({static_cast<int64_t>(b.y_values.size())}, b.y_values);
-    m["y"] = std::move(c);
-  }
-  if (!b.scale_index.empty()) {
-    Check c;
-    c.mode = CheckMode::kReachable;
-    c.accept.index = b.scale_index;
-    c.accept.offsets = b.scale_offsets;
-    c.accept.values =
-        Tensor::from<float>({static_cast<int64_t>(b.scale_values.size())}, b.scale_values);
-    m["scale"] = std::move(c);
-  }
-  if (valid < rows) {
-    if (valid == 0) throw std::logic_error(std::string(kOp) + ": a case with no valid row");
-    m["dequant"].compared = {0, valid * n2};
-    m["swiglu"].compared = {0, valid * h};
-    m["y"].compared = {0, valid * h};
-    m["scale"].compared = {0, valid};
-  }
+  conformance_ops_swiglu_quant_checks::add_swiglu_quant_checks(m, b, rows, h, valid, kOp);
+  if (valid < rows) m["dequant"].compared = {0, valid * n2};
   (void)out;
   return m;
 }

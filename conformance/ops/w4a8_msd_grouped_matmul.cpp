@@ -14,6 +14,7 @@
 #include "qconf/ops/expert_mlp.h"
 #include "qconf/rng/generators.h"
 #include "qconf/rng/philox.h"
+#include "swiglu_quant_checks.h"
 
 namespace qconf::conf {
 namespace conformance_ops_w4a8_msd_grouped_matmul {
@@ -243,36 +244,11 @@ std::map<std::string, Check> oracle(const Params& p, const TensorMap& in, const 
   const W4a8MsdStages st = run_ref(p, in, &b);
   const int64_t rows = in.at("x").dim(0), k = in.at("x").dim(1), n2 = in.at("weight").dim(2);
   const int64_t h = n2 / 2, valid = st.q.valid_rows;
-  Check sw;
-  sw.mode = CheckMode::kBounded;
-  sw.exact = b.swiglu_exact;
-  sw.bound = b.swiglu_bound;
-  m["swiglu"] = std::move(sw);
-  if (!b.y_index.empty()) {
-    Check c;
-    c.mode = CheckMode::kReachable;
-    c.accept.index = b.y_index;
-    c.accept.offsets = b.y_offsets;
-    c.accept.values = Tensor::from<int8_t>({static_cast<int64_t>(b.y_values.size())}, b.y_values);
-    m["y"] = std::move(c);
-  }
-  if (!b.scale_index.empty()) {
-    Check c;
-    c.mode = CheckMode::kReachable;
-    c.accept.index = b.scale_index;
-    c.accept.offsets = b.scale_offsets;
-    c.accept.values =
-        Tensor::from<float>({static_cast<int64_t>(b.scale_values.size())}, b.scale_values);
-    m["scale"] = std::move(c);
-  }
+  conformance_ops_swiglu_quant_checks::add_swiglu_quant_checks(m, b, rows, h, valid, kOp);
   if (valid < rows) {
-    if (valid == 0) throw std::logic_error(std::string(kOp) + ": a case with no valid row");
     for (const char* s : {"x_hi", "x_lo"}) m[s].compared = {0, valid * k};
     for (const char* s : {"acc_hi", "acc_lo", "a_hi", "a_lo", "msd_sum", "dequant"})
       m[s].compared = {0, valid * n2};
-    m["swiglu"].compared = {0, valid * h};
-    m["y"].compared = {0, valid * h};
-    m["scale"].compared = {0, valid};
   }
   return m;
 }

@@ -203,8 +203,9 @@ namespace {
 Json check_to_json(const Check& c) {
   Json j = Json::object();
   j["mode"] = check_mode_name(c.mode);
+  // row_set without alternatives: no accept set (the reader accepts its absence).
   if (c.mode == CheckMode::kExactTies || c.mode == CheckMode::kReachable ||
-      c.mode == CheckMode::kRowSet) {
+      (c.mode == CheckMode::kRowSet && !c.accept.index.empty())) {
     Json a = Json::object();
     a["index"] = tensor_to_json(
         Tensor::from<int64_t>({static_cast<int64_t>(c.accept.index.size())}, c.accept.index));
@@ -219,6 +220,7 @@ Json check_to_json(const Check& c) {
   }
   if (!c.signed_zero) j["signed_zero"] = false;
   if (c.degenerate_ok) j["degenerate_ok"] = true;
+  if (c.ordered) j["ordered"] = true;
   if (!c.compared.empty())
     j["compared"] = tensor_to_json(
         Tensor::from<int64_t>({static_cast<int64_t>(c.compared.size())}, c.compared));
@@ -227,8 +229,10 @@ Json check_to_json(const Check& c) {
 
 Check check_from_json(const Json& j, const Tensor& expected, const std::string& file,
                       const std::string& cid, const std::string& where) {
-  check_keys(j, {"mode", "accept", "exact", "bound", "signed_zero", "degenerate_ok", "compared"},
-             file, cid, where);
+  check_keys(
+      j,
+      {"mode", "accept", "exact", "bound", "signed_zero", "degenerate_ok", "ordered", "compared"},
+      file, cid, where);
   Check c;
   try {
     c.mode = parse_check_mode(require_string(j, "mode", file, cid, where));
@@ -238,6 +242,9 @@ Check check_from_json(const Json& j, const Tensor& expected, const std::string& 
   c.signed_zero = optional_bool(j, "signed_zero", true, file, cid, where);
   c.degenerate_ok = optional_bool(j, "degenerate_ok", false, file, cid, where);
   const bool row_set = c.mode == CheckMode::kRowSet;
+  c.ordered = optional_bool(j, "ordered", false, file, cid, where);
+  if (c.ordered && !row_set)
+    throw FixtureError(file, cid, where + ".ordered", "only row_set checks can be ordered");
   const bool wants_accept =
       c.mode == CheckMode::kExactTies || c.mode == CheckMode::kReachable || row_set;
   if (row_set && expected.rank() < 1)

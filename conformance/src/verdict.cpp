@@ -193,17 +193,19 @@ int64_t compared_count(const Check& c, int64_t numel) {
 }
 
 // row_set: each row (last dim) is a multiset; it must equal the expected row's multiset or one
-// of the listed alternative rows'. Bits are compared (integer id stages).
+// of the listed alternative rows'. Ordered: each row is a sequence, compared element by element
+// with the expected row and the alternatives. Bits are compared (integer id stages).
 StageResult verify_row_set(const Stage& s, const Tensor& got) {
   StageResult r;
   r.stage = s.name;
   const int64_t len = got.rank() ? got.dim(-1) : 1;
   const int64_t rows = len ? got.numel() / len : 0;
   const AcceptSet& a = s.check.accept;
-  auto row_bits = [len](const Tensor& t, int64_t first) {
+  const bool ordered = s.check.ordered;
+  auto row_bits = [len, ordered](const Tensor& t, int64_t first) {
     std::vector<uint64_t> v(static_cast<size_t>(len));
     for (int64_t j = 0; j < len; ++j) v[j] = t.bits_at(first + j);
-    std::sort(v.begin(), v.end());
+    if (!ordered) std::sort(v.begin(), v.end());
     return v;
   };
   for (int64_t row = 0; row < rows; ++row) {
@@ -219,6 +221,14 @@ StageResult verify_row_set(const Stage& s, const Tensor& got) {
     }
     if (ok) {
       r.used_accept_set = true;
+      continue;
+    }
+    if (ordered) {
+      // Report the first position that differs from the expected sequence.
+      int64_t at = row * len;
+      while (at + 1 < (row + 1) * len && got.bits_at(at) == s.expected.bits_at(at)) ++at;
+      note_mismatch(r, s.expected, got, at,
+                    "row " + std::to_string(row) + " is not an acceptable sequence");
       continue;
     }
     // Report the first element of the row that is not in the expected multiset.
@@ -273,7 +283,8 @@ StageResult verify_stage(const Stage& s, const Tensor& got) {
     r.verdict = Verdict::kFail;
     r.message = std::to_string(r.mismatches) + " of " +
                 std::to_string(compared_count(s.check, got.numel())) + " elements differ (" +
-                std::string(check_mode_name(s.check.mode)) + ")";
+                std::string(check_mode_name(s.check.mode)) + (s.check.ordered ? ", ordered" : "") +
+                ")";
   } else if (s.output && !s.check.degenerate_ok && is_degenerate(s.expected, s.check)) {
     r.verdict = Verdict::kMistrusted;
     r.message = "more than 90% of the expected output is zero: the case cannot detect errors";

@@ -7,10 +7,10 @@
 // thread count. Rows past the group list are left 0 (unspecified).
 //
 // SwiGLU: fp32, mode 0 through Highway SIMD (hwy/contrib/math Exp, 1 ulp; swiglu_simd.cpp),
-// threaded over rows; mode 1 (OAI) scalar with std::exp (glibc expf, < 1 ulp); the canonical order
-// of steps (e = exp(-t), d = 1 + e, s = a / d, out = s * u); exact stages (dequant) are the
-// reference's fp32 steps; the int8 codes and scales follow from the computed SwiGLU by the same
-// row quant as the reference, so they are within the reachable sets.
+// threaded over rows; mode 1 (OAI) likewise (interleaved loads, the reference's clamps); the
+// canonical order of steps (e = exp(-t), d = 1 + e, s = a / d, out = s * u); exact stages (dequant)
+// are the reference's fp32 steps; the int8 codes and scales follow from the computed SwiGLU by the
+// same row quant as the reference, so they are within the reachable sets.
 #include "qconf/ops/expert_mlp.h"
 
 #include <algorithm>
@@ -30,16 +30,6 @@ namespace qconf::opt {
 namespace {
 
 float fp32_of_int(int32_t v) { return static_cast<float>(v); }  // RNE (default mode)
-
-float swiglu_fast(float a, float b, const SwigluConfig& cfg) {
-  if (cfg.swiglu_mode == 1) {
-    const float t = cfg.glu_alpha * a;
-    const float d = 1.0f + std::exp(-t);
-    return (a / d) * (b + cfg.glu_bias);
-  }
-  const float d = 1.0f + std::exp(-a);
-  return (a / d) * b;
-}
 
 float f32_of_bits(uint32_t b) {
   float f;
@@ -85,10 +75,7 @@ void swiglu_quant_rows(const float* c, int64_t valid_rows, int64_t h, const Swig
         swiglu_halves_f32(row + (cfg.activate_left ? 0 : h), row + (cfg.activate_left ? h : 0), s,
                           h);
       } else {
-        for (int64_t j = 0; j < h; ++j) {
-          const auto [a, b] = swiglu_operands(row, h, j, cfg);
-          s[j] = swiglu_fast(a, b, cfg);
-        }
+        swiglu_oai_f32(row, s, h, cfg.clamp_limit, cfg.glu_alpha, cfg.glu_bias);
       }
       row_quant(s, h, rnd, st.y.data<int8_t>() + r * h, st.scale.data<float>() + r);
     }
@@ -179,10 +166,7 @@ Tensor npu_swiglu(const Tensor& x, const SwigluConfig& cfg) {
         swiglu_halves_f32(row.data() + (cfg.activate_left ? 0 : h),
                           row.data() + (cfg.activate_left ? h : 0), res.data(), h);
       } else {
-        for (int64_t j = 0; j < h; ++j) {
-          const auto [a, b] = swiglu_operands(row.data(), h, j, cfg);
-          res[static_cast<size_t>(j)] = swiglu_fast(a, b, cfg);
-        }
+        swiglu_oai_f32(row.data(), res.data(), h, cfg.clamp_limit, cfg.glu_alpha, cfg.glu_bias);
       }
       for (int64_t j = 0; j < h; ++j) {
         const float v = res[static_cast<size_t>(j)];

@@ -120,8 +120,11 @@ void route_token(const float* x, int64_t e, const float* bias, const RoutingConf
     }
   } else if (c.scoring == Scoring::kSigmoid) {
     HWY_DYNAMIC_DISPATCH(SigmoidRow)(x, sc, e);
-  } else {
+  } else if (tr.softplus == SoftplusForm::kLnOnePlusExp) {
     for (int64_t i = 0; i < e; ++i) sc[i] = std::sqrt(std::log(1.0f + std::exp(x[i])));
+  } else {
+    for (int64_t i = 0; i < e; ++i)
+      sc[i] = std::sqrt(x[i] > 20.0f ? x[i] : std::log1p(std::exp(x[i])));
   }
   std::memcpy(scores, sc, sizeof(float) * e);
   // 2. selection scores
@@ -164,19 +167,26 @@ void route_token(const float* x, int64_t e, const float* bias, const RoutingConf
   // 6. weights
   float w[64];
   float* wp = k <= 64 ? w : topw;  // topw is k long: reuse it for large k
+  const DType wdt = tr.weight_dtype;
   for (int64_t j = 0; j < k; ++j) {
     const int32_t i = s.idx[j];
-    wp[j] = (tr.mask_zero && !bias && !keep[i / per]) ? 0.0f : sc[i];
+    wp[j] = (tr.mask_zero && !bias && !keep[i / per]) ? 0.0f : (tr.weights_biased ? sel[i] : sc[i]);
+    if (tr.cast_first) wp[j] = cast_weight(wp[j], wdt);
   }
   if (tr.renorm) {
     float sum = 0.0f;
     for (int64_t j = 0; j < k; ++j) sum += wp[j];
-    if (tr.renorm_eps) sum += c.eps;
-    for (int64_t j = 0; j < k; ++j) wp[j] /= sum;
+    if (tr.cast_first) sum = cast_weight(sum, wdt);
+    if (tr.denominator == RenormDenominator::kSumPlusEps) sum += c.eps;
+    if (tr.denominator == RenormDenominator::kClampEps) sum = std::max(sum, c.eps);
+    for (int64_t j = 0; j < k; ++j) {
+      wp[j] /= sum;
+      if (tr.cast_first) wp[j] = cast_weight(wp[j], wdt);
+    }
   }
   for (int t = 0; t < tr.scale_times; ++t)
     for (int64_t j = 0; j < k; ++j) wp[j] *= c.routed_scaling_factor;
-  for (int64_t j = 0; j < k; ++j) wp[j] = cast_weight(wp[j], tr.weight_dtype);
+  for (int64_t j = 0; j < k; ++j) wp[j] = cast_weight(wp[j], wdt);
   // 7. after routing
   std::fill(dense, dense + e, 0.0f);
   for (int64_t j = 0; j < k; ++j) {

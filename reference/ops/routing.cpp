@@ -75,17 +75,23 @@ std::string_view router_name(Router r) {
       return "vllm_fused_topk_softmax";
     case Router::kOldSelectExperts:
       return "old_select_experts";
+    case Router::kNativeVllmAscendTopk:
+      return "native_vllm_ascend_topk";
+    case Router::kVllmFusedTopkBias:
+      return "vllm_fused_topk_bias";
   }
   return "?";
 }
 
 Router parse_router(std::string_view s) {
   for (Router r : {Router::kFusedAscend, Router::kNativeVllmAscend, Router::kVllmGroupedTopk,
-                   Router::kVllmFusedTopkSoftmax, Router::kOldSelectExperts})
+                   Router::kVllmFusedTopkSoftmax, Router::kOldSelectExperts,
+                   Router::kNativeVllmAscendTopk, Router::kVllmFusedTopkBias})
     if (router_name(r) == s) return r;
   throw std::invalid_argument("unknown router \"" + std::string(s) +
                               "\" (expected fused_ascend, native_vllm_ascend, vllm_grouped_topk, "
-                              "vllm_fused_topk_softmax or old_select_experts)");
+                              "vllm_fused_topk_softmax, old_select_experts, "
+                              "native_vllm_ascend_topk or vllm_fused_topk_bias)");
 }
 
 std::string_view scoring_name(Scoring s) {
@@ -119,15 +125,14 @@ RouterTraits router_traits(const RoutingConfig& cfg, bool has_bias, DType logits
            false,
            true,
            cfg.scoring != Scoring::kSoftmax || cfg.renormalize,
-           true,
            1,
            logits_dtype};
       break;
     case Router::kNativeVllmAscend:
-      t = {GroupScore::kMax, TieRule::kAny, true, false, cfg.renormalize, false, 1, logits_dtype};
+      t = {GroupScore::kMax, TieRule::kAny, true, false, cfg.renormalize, 1, logits_dtype};
       break;
     case Router::kOldSelectExperts:
-      t = {GroupScore::kMax, TieRule::kAny, true, false, cfg.renormalize, false, 2, logits_dtype};
+      t = {GroupScore::kMax, TieRule::kAny, true, false, cfg.renormalize, 2, logits_dtype};
       break;
     case Router::kVllmGroupedTopk:
       t = {has_bias ? GroupScore::kTop2Sum : GroupScore::kMax,
@@ -135,15 +140,44 @@ RouterTraits router_traits(const RoutingConfig& cfg, bool has_bias, DType logits
            false,
            false,
            cfg.renormalize,
-           false,
            1,
            DType::kF32};
       break;
     case Router::kVllmFusedTopkSoftmax:
-      t = {GroupScore::kMax, TieRule::kLowerIndex, false, true, cfg.renormalize, false, 0,
-           DType::kF32};
+      t = {GroupScore::kMax, TieRule::kLowerIndex, false, true, cfg.renormalize, 0, DType::kF32};
+      t.ordered = true;  // topk_softmax_kernels.cu: iterative argmax, descending (notes §F)
+      break;
+    case Router::kNativeVllmAscendTopk:
+      // grouped_topk_router.py without use_grouped_topk (notes §C "Native path" 3 and the
+      // addendum) [code]: topk(s + bias) with the default sorted=True, weights = the biased
+      // values, .to(hidden dtype), w / w.sum() and * rsf in that dtype. torch.topk does not
+      // specify the order of equal values: TieRule::kAny [inf].
+      t = {GroupScore::kMax, TieRule::kAny, false, false, cfg.renormalize, 1, logits_dtype};
+      t.ordered = true;
+      t.weights_biased = true;
+      t.cast_first = true;
+      break;
+    case Router::kVllmFusedTopkBias:
+      // upstream fused_topk_bias Python path (notes §F) [code]: sqrt(softplus(x.float())),
+      // topk(s + bias) (default sorted=True [inf: the order of the call as noted]), weights from
+      // s, w / clamp(sum, min=1e-20), * rsf, fp32 weights.
+      t = {GroupScore::kMax, TieRule::kAny, false, false, cfg.renormalize, 1, DType::kF32};
+      t.ordered = true;
+      t.denominator = RenormDenominator::kClampEps;
       break;
   }
+  // The fused kernel's merge sort emits the top-k by biased score, descending, ties lower index
+  // first (notes §7: MrgSort [inf]); the hash kernel (sqrtsoftplus) is assumed to sort alike
+  // [inf]. Its renormalization adds eps.
+  if (cfg.router == Router::kFusedAscend) {
+    t.ordered = true;
+    t.denominator = RenormDenominator::kSumPlusEps;
+  }
+  // sqrt(softplus): the Ascend hash kernel computes ln(1 + exp(x)) with no guard (notes §C
+  // "Fused kernel semantics") [code]; every torch path calls F.softplus (threshold 20, log1p)
+  // [code: grouped_topk_router.py, upstream fused_topk_bias].
+  t.softplus =
+      cfg.router == Router::kFusedAscend ? SoftplusForm::kLnOnePlusExp : SoftplusForm::kTorch;
   return t;
 }
 
@@ -200,6 +234,14 @@ void check_routing_args(const RoutingArgs& a, const RoutingConfig& c) {
       if (c.scoring == Scoring::kSqrtSoftplus && c.n_group != 1)
         fail("fused_ascend sqrtsoftplus (hash kernel) has no groups: n_group must be 1");
       break;
+    case Router::kNativeVllmAscendTopk:
+      if (c.n_group != 1)
+        fail("native_vllm_ascend_topk is the non-grouped path: n_group must be 1");
+      break;
+    case Router::kVllmFusedTopkBias:
+      if (c.scoring != Scoring::kSqrtSoftplus || c.n_group != 1)
+        fail("vllm_fused_topk_bias: sqrtsoftplus only, no groups");
+      break;
     default:
       break;
   }
@@ -247,6 +289,9 @@ High high(float f) { return High(static_cast<double>(f)); }  // exact
 // Correctly rounded fp32 exp / log (the canonical reading of the transcendental steps).
 float exp_rn(float x) { return f32_round(boost::multiprecision::exp(high(x)), num::Round::kRint); }
 float log_rn(float x) { return f32_round(boost::multiprecision::log(high(x)), num::Round::kRint); }
+float log1p_rn(float x) {
+  return f32_round(boost::multiprecision::log1p(high(x)), num::Round::kRint);
+}
 float sqrt_rn(float x) { return std::sqrt(x); }  // IEEE: correctly rounded
 
 // ---- interval enclosures on the fp32 grid ----------------------------------------------
@@ -298,6 +343,7 @@ struct Token {
   // enclosures
   std::vector<Iv> score_iv, sel_iv;
   std::vector<High> score_exact;
+  std::vector<float> bias;    // 0 without a bias
   std::vector<uint64_t> key;  // experts with equal keys have equal scores in every realization
 };
 
@@ -348,21 +394,34 @@ void score_token(const float* x, int64_t e, const float* bias, const RoutingConf
                         num::f32_div(1.0f, num::f32_add(1.0f, ei.lo))};
       tk.score_exact[i] = 1 / (1 + boost::multiprecision::exp(-high(x[i])));
     }
-  } else {
-    // sqrt(ln(1 + exp(x))) (Ascend hash kernel, no overflow guard); the enclosure also covers
-    // sqrt(log1p(exp(x))) and torch's softplus threshold (x > 20 -> x).
+  } else if (tr.softplus == SoftplusForm::kLnOnePlusExp) {
+    // Ascend hash kernel: sqrt(ln(1 + exp(x))), each step rounded, no overflow guard. 1 + exp(x)
+    // rounds to 1 for x below about -17, so the score is exactly 0 there.
     for (int64_t i = 0; i < e; ++i) {
       const float ep = exp_rn(x[i]);
       const float a = num::f32_add(1.0f, ep);
       tk.score[i] = sqrt_rn(log_rn(a));
       const Iv ei = tx.around(boost::multiprecision::exp(high(x[i])));
       const Iv ai = {num::f32_add(1.0f, ei.lo), num::f32_add(1.0f, ei.hi)};
-      const Iv la = {tx.around(boost::multiprecision::log(high(ai.lo))).lo,
-                     tx.around(boost::multiprecision::log(high(ai.hi))).hi};
-      const Iv lb = {tx.around(boost::multiprecision::log1p(high(ei.lo))).lo,
-                     tx.around(boost::multiprecision::log1p(high(ei.hi))).hi};
-      Iv l = {std::min(la.lo, lb.lo), std::max(la.hi, lb.hi)};
-      if (x[i] > 20.0f) l = {std::min(l.lo, x[i]), std::max(l.hi, x[i])};
+      const Iv l = {tx.around(boost::multiprecision::log(high(ai.lo))).lo,
+                    tx.around(boost::multiprecision::log(high(ai.hi))).hi};
+      tk.score_iv[i] = {sqrt_rn(l.lo), sqrt_rn(l.hi)};
+      tk.score_exact[i] = boost::multiprecision::sqrt(
+          boost::multiprecision::log1p(boost::multiprecision::exp(high(x[i]))));
+    }
+  } else {
+    // torch: sqrt(F.softplus(x)), softplus = x if x > 20, else log1p(exp(x)) (each rounded).
+    for (int64_t i = 0; i < e; ++i) {
+      Iv l;
+      if (x[i] > 20.0f) {
+        tk.score[i] = sqrt_rn(x[i]);
+        l = {x[i], x[i]};
+      } else {
+        tk.score[i] = sqrt_rn(log1p_rn(exp_rn(x[i])));
+        const Iv ei = tx.around(boost::multiprecision::exp(high(x[i])));
+        l = {tx.around(boost::multiprecision::log1p(high(ei.lo))).lo,
+             tx.around(boost::multiprecision::log1p(high(ei.hi))).hi};
+      }
       tk.score_iv[i] = {sqrt_rn(l.lo), sqrt_rn(l.hi)};
       tk.score_exact[i] = boost::multiprecision::sqrt(
           boost::multiprecision::log1p(boost::multiprecision::exp(high(x[i]))));
@@ -372,8 +431,10 @@ void score_token(const float* x, int64_t e, const float* bias, const RoutingConf
   tk.sel = tk.score;
   tk.sel_iv = tk.score_iv;
   tk.key.assign(e, 0);
+  tk.bias.assign(e, 0.0f);
   for (int64_t i = 0; i < e; ++i) {
     const float b = bias ? bias[i] : 0.0f;
+    tk.bias[i] = b;
     if (bias) {
       tk.sel[i] = num::f32_add(tk.score[i], b);
       tk.sel_iv[i] = {num::f32_add(tk.score_iv[i].lo, b), num::f32_add(tk.score_iv[i].hi, b)};
@@ -450,6 +511,33 @@ std::vector<std::vector<int64_t>> reachable_topk(const std::vector<Item>& it,
   };
   rec(0);
   return out;
+}
+
+constexpr size_t kMaxSequences = 4096;
+
+// Every order of `set` that the enclosures make reachable: any sequence in which no element
+// comes after one it must beat (tied or near-tied elements in either order; exact ties as the
+// tie rule says). Appended to `out` (an over-approximation, like reachable_topk).
+void reachable_orders(const std::vector<Item>& it, std::vector<int64_t> rest, TieRule r,
+                      std::vector<int64_t>& cur, std::vector<std::vector<int64_t>>& out) {
+  if (rest.empty()) {
+    out.push_back(cur);
+    if (out.size() > kMaxSequences)
+      throw std::logic_error(std::string(kOp) + ": more than 4096 reachable top-k sequences");
+    return;
+  }
+  for (size_t q = 0; q < rest.size(); ++q) {
+    bool beaten = false;
+    for (size_t o = 0; o < rest.size() && !beaten; ++o)
+      beaten = o != q && must_beat(it, rest[o], rest[q], r);
+    if (beaten) continue;
+    const int64_t pick = rest[q];
+    cur.push_back(pick);
+    rest.erase(rest.begin() + static_cast<std::ptrdiff_t>(q));
+    reachable_orders(it, rest, r, cur, out);
+    rest.insert(rest.begin() + static_cast<std::ptrdiff_t>(q), pick);
+    cur.pop_back();
+  }
 }
 
 // Canonical top-k of `cand` by value, descending, ties to the lower index (stable sort).
@@ -543,53 +631,110 @@ std::vector<int64_t> candidates(const Problem& p, const std::vector<int64_t>& gr
 float raw_weight(const Problem& p, const Token& tk, const std::vector<int64_t>& groups, int64_t i) {
   // Native without a bias returns the top-k values themselves: 0.0 for a masked expert.
   if (p.tr.mask_zero && !p.has_bias && masked(p, groups, i)) return 0.0f;
-  return tk.score[i];
+  return p.tr.weights_biased ? tk.sel[i] : tk.score[i];
 }
 Iv raw_weight_iv(const Problem& p, const Token& tk, const std::vector<int64_t>& groups, int64_t i) {
   if (p.tr.mask_zero && !p.has_bias && masked(p, groups, i)) return {0.0f, 0.0f};
-  return tk.score_iv[i];
+  return p.tr.weights_biased ? tk.sel_iv[i] : tk.score_iv[i];
 }
 High raw_weight_exact(const Problem& p, const Token& tk, const std::vector<int64_t>& groups,
                       int64_t i) {
   if (p.tr.mask_zero && !p.has_bias && masked(p, groups, i)) return 0;
+  if (p.tr.weights_biased && p.has_bias) return tk.score_exact[i] + high(tk.bias[i]);
   return tk.score_exact[i];
 }
 
-// Steps 6-7: renormalize (sum in selection order; + eps for the fused kernel), scale, cast.
+// Hull of a / b and a * (1 / b) over a in [a.lo, a.hi], b in [b.lo, b.hi] (b of one sign,
+// else unbounded), each fp32 operation rounded to nearest.
+Iv div_iv(const Iv& a, const Iv& b) {
+  if (!(b.lo > 0.0f || b.hi < 0.0f))
+    return {-std::numeric_limits<float>::infinity(), std::numeric_limits<float>::infinity()};
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  for (float x : {a.lo, a.hi})
+    for (float y : {b.lo, b.hi})
+      for (float v : {num::f32_div(x, y), num::f32_mul(x, num::f32_div(1.0f, y))}) {
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+  return {lo, hi};
+}
+
+// Enclosure of an fp32 sum, any order, of terms of any sign: |error| <= gamma_{n-1} sum |a_i|.
+Iv sum_iv_signed(const std::vector<Iv>& terms) {
+  bool nonneg = true;
+  for (const Iv& t : terms) nonneg = nonneg && t.lo >= 0.0f;
+  if (nonneg) return sum_iv(terms);
+  High lo = 0, hi = 0, mag = 0;
+  for (const Iv& t : terms) {
+    lo += high(t.lo);
+    hi += high(t.hi);
+    mag += std::max(abs(high(t.lo)), abs(high(t.hi)));
+  }
+  const High err = gamma(static_cast<int64_t>(terms.size())) * mag;
+  return {f32_round(lo - err, num::Round::kFloor), f32_round(hi + err, num::Round::kCeil)};
+}
+
+// The renormalization denominator from the sum (RouterTraits::denominator).
+float denominator(const Problem& p, float s) {
+  switch (p.tr.denominator) {
+    case RenormDenominator::kSumPlusEps:
+      return num::f32_add(s, p.cfg.eps);
+    case RenormDenominator::kClampEps:
+      return std::max(s, p.cfg.eps);
+    default:
+      return s;
+  }
+}
+
+// Steps 6-7: renormalize (sum in selection order; + eps for the fused kernel, clamp(min=eps)
+// upstream), scale, cast. cast_first (native non-grouped path): the cast comes first and every
+// later torch op computes in fp32 and rounds to the weight dtype.
 std::vector<float> finish_weights(const Problem& p, std::vector<float> w) {
+  const DType dt = p.tr.weight_dtype;
+  const bool cf = p.tr.cast_first;
+  if (cf)
+    for (float& v : w) v = cast_weight(v, dt);
   if (p.tr.renorm) {
     float s = 0.0f;
     for (float v : w) s = num::f32_add(s, v);
-    if (p.tr.renorm_eps) s = num::f32_add(s, p.cfg.eps);
+    if (cf) s = cast_weight(s, dt);
+    s = denominator(p, s);
     for (float& v : w) v = num::f32_div(v, s);
+    if (cf)
+      for (float& v : w) v = cast_weight(v, dt);
   }
   for (int t = 0; t < p.tr.scale_times; ++t)
     for (float& v : w) v = num::f32_mul(v, p.cfg.routed_scaling_factor);
-  for (float& v : w) v = cast_weight(v, p.tr.weight_dtype);
+  for (float& v : w) v = cast_weight(v, dt);
   return w;
 }
 std::vector<Iv> finish_weights_iv(const Problem& p, std::vector<Iv> w) {
+  const DType dt = p.tr.weight_dtype;
+  const bool cf = p.tr.cast_first;
+  auto cast_all = [&](std::vector<Iv>& v) {
+    for (Iv& x : v) x = {cast_weight(x.lo, dt), cast_weight(x.hi, dt)};
+  };
+  if (cf) cast_all(w);
   if (p.tr.renorm) {
-    Iv s = sum_iv(w);
-    if (p.tr.renorm_eps) s = {num::f32_add(s.lo, p.cfg.eps), num::f32_add(s.hi, p.cfg.eps)};
-    // Hull of w / s and w * (1 / s).
-    const float r_lo = num::f32_div(1.0f, s.hi), r_hi = num::f32_div(1.0f, s.lo);
-    for (Iv& v : w)
-      v = {std::min(num::f32_div(v.lo, s.hi), num::f32_mul(v.lo, r_lo)),
-           std::max(num::f32_div(v.hi, s.lo), num::f32_mul(v.hi, r_hi))};
+    Iv s = sum_iv_signed(w);
+    if (cf) s = {cast_weight(s.lo, dt), cast_weight(s.hi, dt)};
+    s = {denominator(p, s.lo), denominator(p, s.hi)};
+    for (Iv& v : w) v = div_iv(v, s);  // hull of w / s and w * (1 / s)
+    if (cf) cast_all(w);
   }
   for (int t = 0; t < p.tr.scale_times; ++t)
     for (Iv& v : w)
       v = {num::f32_mul(v.lo, p.cfg.routed_scaling_factor),
            num::f32_mul(v.hi, p.cfg.routed_scaling_factor)};
-  for (Iv& v : w) v = {cast_weight(v.lo, p.tr.weight_dtype), cast_weight(v.hi, p.tr.weight_dtype)};
+  cast_all(w);
   return w;
 }
 std::vector<High> finish_weights_exact(const Problem& p, std::vector<High> w) {
   if (p.tr.renorm) {
     High s = 0;
     for (const High& v : w) s += v;
-    if (p.tr.renorm_eps) s += high(p.cfg.eps);
+    if (p.tr.denominator == RenormDenominator::kSumPlusEps) s += high(p.cfg.eps);
+    if (p.tr.denominator == RenormDenominator::kClampEps) s = std::max(s, high(p.cfg.eps));
     for (High& v : w) v /= s;
   }
   for (int t = 0; t < p.tr.scale_times; ++t)
@@ -687,6 +832,7 @@ RoutingBounds moe_gating_top_k_bounds(const RoutingArgs& a, const RoutingConfig&
   const std::vector<float> x = logits_f32(*a.logits);
   const float* bias = a.bias ? a.bias->data<float>() : nullptr;
   RoutingBounds b;
+  b.ordered = p.tr.ordered;
   b.scores_exact = Tensor(DType::kF64, {t_count, p.e});
   b.scores_bound = Tensor(DType::kF64, {t_count, p.e});
   b.weights_exact = Tensor(DType::kF64, {t_count, p.e});
@@ -729,13 +875,14 @@ RoutingBounds moe_gating_top_k_bounds(const RoutingArgs& a, const RoutingConfig&
     const Selection canon = canonical_selection(p, tk);
     std::vector<int32_t> canon_ids;
     for (int64_t i : canon.experts) canon_ids.push_back(final_id(p, i));
-    std::sort(canon_ids.begin(), canon_ids.end());
+    if (!p.tr.ordered) std::sort(canon_ids.begin(), canon_ids.end());
     std::set<std::vector<int32_t>> alts;
     std::vector<Iv> dense(p.e, Iv{0, 0});
     std::vector<bool> touched(p.e, false);
     std::vector<int64_t> in_sets(p.e, 0);
     int64_t total_sets = 0;
     bool canon_reached = false;
+    bool canon_seq_reached = !p.tr.ordered;
     for (const std::vector<int64_t>& groups : group_sets) {
       std::vector<Item> it(p.e);
       for (int64_t i = 0; i < p.e; ++i) {
@@ -757,8 +904,20 @@ RoutingBounds moe_gating_top_k_bounds(const RoutingArgs& a, const RoutingConfig&
           ids.push_back(final_id(p, i));
           w.push_back(raw_weight_iv(p, tk, groups, i));
         }
-        std::sort(ids.begin(), ids.end());
-        if (ids != canon_ids) alts.insert(ids);
+        if (p.tr.ordered) {
+          std::vector<std::vector<int64_t>> seqs;
+          std::vector<int64_t> cur;
+          reachable_orders(it, set, p.tr.ties, cur, seqs);
+          for (const std::vector<int64_t>& q : seqs) {
+            std::vector<int32_t> sq;
+            for (int64_t i : q) sq.push_back(final_id(p, i));
+            canon_seq_reached = canon_seq_reached || sq == canon_ids;
+            if (sq != canon_ids) alts.insert(std::move(sq));
+          }
+        } else {
+          std::sort(ids.begin(), ids.end());
+          if (ids != canon_ids) alts.insert(ids);
+        }
         w = finish_weights_iv(p, w);
         for (size_t j = 0; j < set.size(); ++j) {
           const int64_t i = set[j];
@@ -768,7 +927,7 @@ RoutingBounds moe_gating_top_k_bounds(const RoutingArgs& a, const RoutingConfig&
         }
       }
     }
-    if (!canon_reached)
+    if (!canon_reached || !canon_seq_reached)
       throw std::logic_error(std::string(kOp) + ": canonical selection outside the reachable sets");
     std::vector<High> exact_raw;
     for (int64_t i : canon.experts) exact_raw.push_back(raw_weight_exact(p, tk, canon.groups, i));

@@ -747,6 +747,26 @@ TEST(FixtureLoader, RejectsAcceptOnExactCheck) {
   ExpectRejected(j, kCase0, "stages[0].check.accept", {"only exact_ties, reachable and row_set"});
 }
 
+TEST(FixtureLoader, OrderedOnlyOnRowSetAndRoundTrips) {
+  Json j = with_accept();
+  stage_json(j, 0, 0)["check"]["ordered"] = true;
+  ExpectRejected(j, kCase0, "stages[0].check.ordered", {"only row_set checks can be ordered"});
+  j = with_accept();
+  stage_json(j, 0, 0)["check"]["mode"] = "row_set";
+  stage_json(j, 0, 0)["check"]["ordered"] = 1;
+  ExpectRejected(j, kCase0, "stages[0].check.ordered", {"expected true or false"});
+  Json r = small_fixture();
+  Json& check = stage_json(r, 0, 0)["check"];
+  check = Json::object();
+  check["mode"] = "row_set";
+  check["ordered"] = true;
+  const Fixture f = fixture_from_text(r.dump(), "mem.json");
+  EXPECT_TRUE(f.cases[0].stages[0].check.ordered);
+  const Fixture g = fixture_from_text(fixture_to_text(f), "mem.json");
+  EXPECT_TRUE(g.cases[0].stages[0].check.ordered);
+  EXPECT_EQ(fixture_to_text(f), fixture_to_text(g));
+}
+
 TEST(FixtureLoader, RejectsBoundedWithoutExactOrBound) {
   Json j = with_bounded();
   stage_json(j, 0, 0)["check"].erase("exact");

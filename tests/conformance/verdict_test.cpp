@@ -239,6 +239,42 @@ Tensor f32(const std::vector<float>& v) {
   return Tensor::from<float>({static_cast<int64_t>(v.size())}, v);
 }
 
+// ---- row_set, unordered and ordered ---------------------------------------------------------
+
+// Two rows of 3 ids; row 1 may also be {2, 9, 4} in that order (an alternative sequence).
+Stage row_stage(bool ordered) {
+  Stage s = make_stage(i32({2, 3}, {7, 1, 4, 9, 2, 5}), CheckMode::kRowSet);
+  s.check.ordered = ordered;
+  s.check.accept.index = {1};
+  s.check.accept.offsets = {0, 3};
+  s.check.accept.values = i32({3}, {2, 9, 4});
+  return s;
+}
+
+TEST(VerifyRowSet, UnorderedAcceptsAnyOrderOfTheSetOrAnAlternative) {
+  const Stage s = row_stage(false);
+  EXPECT_EQ(verify_stage(s, i32({2, 3}, {4, 7, 1, 5, 2, 9})).verdict, Verdict::kPass);
+  EXPECT_EQ(verify_stage(s, i32({2, 3}, {1, 4, 7, 4, 9, 2})).verdict, Verdict::kPass);
+  EXPECT_EQ(verify_stage(s, i32({2, 3}, {7, 1, 3, 9, 2, 5})).verdict, Verdict::kFail);
+}
+
+TEST(VerifyRowSet, OrderedFailsTheRightSetInAnotherOrderAndAcceptsListedSequences) {
+  const Stage s = row_stage(true);
+  EXPECT_EQ(verify_stage(s, i32({2, 3}, {7, 1, 4, 9, 2, 5})).verdict, Verdict::kPass);
+  const StageResult alt = verify_stage(s, i32({2, 3}, {7, 1, 4, 2, 9, 4}));
+  EXPECT_EQ(alt.verdict, Verdict::kPass);
+  EXPECT_TRUE(alt.used_accept_set);
+  // The expected set reversed (ascending port): fails, reported at the first differing place.
+  const StageResult r = verify_stage(s, i32({2, 3}, {4, 1, 7, 9, 2, 5}));
+  EXPECT_EQ(r.verdict, Verdict::kFail);
+  ASSERT_EQ(r.first.size(), 1u);
+  EXPECT_EQ(r.first[0].coords, "[0, 0]");
+  EXPECT_THAT(r.first[0].difference, HasSubstr("not an acceptable sequence"));
+  EXPECT_THAT(r.message, HasSubstr("ordered"));
+  // The alternative's set in another order is not listed: fails.
+  EXPECT_EQ(verify_stage(s, i32({2, 3}, {7, 1, 4, 9, 4, 2})).verdict, Verdict::kFail);
+}
+
 TEST(VerifyBounded, WithinBoundPassesAndStatisticsAreRight) {
   Stage s = bounded_stage({1, 2, 3, 4}, {0.5, 0.25, 1, 2});
   // q = (g - e) / b = 0.5, -1 (exactly at the bound), 0, 0.5

@@ -23,6 +23,7 @@
 #include "qconf/ops/dynamic_quant.h"
 #include "qconf/ops/expert_mlp.h"
 #include "qconf/ops/int4pack.h"
+#include "qconf/ops/kronecker_quant.h"
 #include "qconf/ops/nz.h"
 #include "qconf/ops/packing.h"
 #include "qconf/ops/quant_matmul.h"
@@ -1284,6 +1285,95 @@ Kernel gmm_tail_rows_garbage() {
   });
 }
 
+// ---- routing (moe_gating_top_k) and Kronecker quant ------------------------------------------
+
+// Columns of a [rows, cols] tensor (any dtype) in reverse order.
+Tensor reverse_columns(const Tensor& t) {
+  Tensor r(t.dtype(), t.shape());
+  const int64_t cols = t.dim(-1), rows = cols ? t.numel() / cols : 0;
+  const size_t w = dtype_size(t.dtype());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      std::memcpy(r.bytes() + static_cast<size_t>(i * cols + j) * w,
+                  t.bytes() + static_cast<size_t>(i * cols + cols - 1 - j) * w, w);
+  return r;
+}
+
+// A router whose sort breaks exact ties towards the higher expert id (a descending sort on
+// (score, id) pairs): realized as the optimized router on the expert axis reversed (groups stay
+// contiguous blocks), its outputs mapped back. Cases with expert_map / log2phy / zero experts
+// (whose columns are positional) run unmutated.
+Kernel routing_ties_to_higher_index() {
+  Kernel k = optimized("moe_gating_top_k");
+  return [k](const Params& p, const TensorMap& in, TensorMap& out) {
+    if (opt_in(in, "expert_map") || opt_in(in, "log2phy") || param_int(p, "zero_experts", 0)) {
+      k(p, in, out);
+      return;
+    }
+    TensorMap rin;
+    rin["logits"] = reverse_columns(in.at("logits"));
+    if (const Tensor* b = opt_in(in, "bias")) rin["bias"] = reverse_columns(*b);
+    TensorMap rout;
+    k(p, rin, rout);
+    const int64_t e = in.at("logits").dim(1);
+    out["scores"] = reverse_columns(rout.at("scores"));
+    out["expert_weights"] = reverse_columns(rout.at("expert_weights"));
+    Tensor ids = rout.at("topk_ids");
+    for (int64_t i = 0; i < ids.numel(); ++i)
+      ids.data<int32_t>()[i] = static_cast<int32_t>(e - 1 - ids.data<int32_t>()[i]);
+    out["topk_ids"] = std::move(ids);
+  };
+}
+
+// The optimized router with a numeric param replaced: f(old value) (a port hard-coding eps = 0,
+// or multiplying by routed_scaling_factor twice: rsf * rsf in one fp32 multiply per weight).
+Kernel routing_num_param(const std::string& key, double dflt, std::function<double(double)> f) {
+  Kernel k = optimized("moe_gating_top_k");
+  return [k, key, dflt, f](const Params& p, const TensorMap& in, TensorMap& out) {
+    Params q = p;
+    const double v = p.contains(key) ? p.at(key).get<double>() : dflt;
+    q[key] = static_cast<double>(static_cast<float>(f(v)));
+    k(q, in, out);
+  };
+}
+
+// An ordered router emitting its top-k ascending (the sort comparator inverted at the output).
+Kernel routing_ascending_order() {
+  return then("moe_gating_top_k", [](const Params&, const TensorMap&, TensorMap& out) {
+    Tensor& ids = out.at("topk_ids");
+    const int64_t k = ids.dim(1);
+    for (int64_t t = 0; t < ids.dim(0); ++t)
+      std::reverse(ids.data<int32_t>() + t * k, ids.data<int32_t>() + (t + 1) * k);
+  });
+}
+
+// Kronecker quant, kernel reading, with the multiplier's clip inverted: mult = (7 * clip) / amax
+// instead of (7 / clip) / amax (quant_scale as the kernel's). Codes and the packed words are
+// recomputed from the optimized kernel's x'' and amax.
+Kernel kronecker_clip_inverted() {
+  return then("npu_kronecker_quant", [](const Params& p, const TensorMap& in, TensorMap& out) {
+    if (param_str(p, "formula", "kernel") != "kernel") return;
+    const uint32_t clip = fbits(in.at("clip_ratio").data<float>()[0]);
+    const Tensor& x2 = out.at("x_p1");
+    const Tensor& amax = out.at("amax");
+    Tensor& codes = out.at("codes");
+    const int64_t tok = amax.numel() ? x2.numel() / amax.numel() : 0;
+    for (int64_t t = 0; t < amax.numel(); ++t) {
+      const uint32_t a = amax.data<uint32_t>()[t];
+      const uint32_t mult = fval(a) == 0.0f ? fbits(7.0f) : fdiv(fmul(fbits(7.0f), clip), a);
+      for (int64_t i = t * tok; i < (t + 1) * tok; ++i)
+        codes.data<int8_t>()[i] =
+            ref::kron_code(x2.data<uint16_t>()[i], mult, KronFormula::kKernel);
+    }
+    Tensor& o = out.at("out");
+    for (int64_t w = 0; w < o.numel(); ++w) {
+      int32_t v[8];
+      for (int q = 0; q < 8; ++q) v[q] = codes.data<int8_t>()[w * 8 + q];
+      o.data<int32_t>()[w] = ref::pack_int4_word(v);
+    }
+  });
+}
+
 const std::vector<Mutant>& catalogue() {
   static const std::vector<Mutant> v = [] {
     std::vector<Mutant> m;
@@ -1545,6 +1635,23 @@ const std::vector<Mutant>& catalogue() {
     add("msd.single_rounding", msd, "the row requant rounded once (int16 path)",
         "requant_double_fp16", with_param(msd, "requant_rounding", "single_int16"));
     add("msd.clamp_missing", msd, "the optional clamp ignored", "clamp_limit_1_5", msd_no_clamp());
+    const std::string rt = "moe_gating_top_k";
+    add("routing.ties_to_higher_index", rt,
+        "exact ties in the top-k (and group) sort broken towards the higher expert id",
+        "exact_tie_fused_ascend", routing_ties_to_higher_index());
+    add("routing.renorm_without_eps", rt,
+        "fused kernel renormalization w / sum(w) without the + eps (1e-20)",
+        "renorm_eps_fused_ascend", routing_num_param("eps", 1e-20, [](double) { return 0.0; }));
+    add("routing.scaling_twice", rt,
+        "routed_scaling_factor applied twice (the old select_experts bug)",
+        "scaling_twice_fused_ascend",
+        routing_num_param("routed_scaling_factor", 1.0, [](double v) { return v * v; }));
+    add("routing.ascending_order", rt,
+        "the sorted variants' top-k emitted in ascending instead of descending order",
+        "output_order_fused_ascend", routing_ascending_order());
+    add("kronecker.clip_inverted", "npu_kronecker_quant",
+        "kernel reading's multiplier (7 * clip) / amax instead of (7 / clip) / amax",
+        "formula_reading_clip_half_kernel", kronecker_clip_inverted());
     return m;
   }();
   return v;

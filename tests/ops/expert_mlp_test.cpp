@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <limits>
 
 #include "qconf/conformance/op.h"
 #include "qconf/conformance/verdict.h"
@@ -243,6 +244,44 @@ TEST(Swiglu, SimdKernelIsIdenticalAtOneTwoAndSevenThreadsAndInsideTheBound) {
       outside_swapped += !(sw.value >= ev.lo && sw.value <= ev.hi);
     }
   EXPECT_GT(outside_swapped, rows * h / 2);
+}
+
+TEST(Swiglu, OaiSimdKernelIsIdenticalAtOneTwoAndSevenThreadsInsideTheBoundAndKeepsNaN) {
+  const uint64_t seed = rng::seed_from_string("expert_mlp_test/swiglu_oai_simd");
+  const int64_t rows = 37, h = 29;  // odd row length: every row has a vector tail
+  Tensor x = gen::float_tensor(DType::kF32, {rows, 2 * h}, gen::FloatDist::normal(3), seed, 0);
+  x.data<float>()[0] = -120.0f;  // exp argument past Highway's range (clamped: +Inf either way)
+  x.data<float>()[3] = -95.0f;   // up below -limit
+  x.data<float>()[4] = std::numeric_limits<float>::quiet_NaN();  // gate NaN: stays NaN
+  x.data<float>()[2 * h - 1] = 1e30f;                            // last up of row 0 (tail)
+  SwigluConfig cfg;
+  cfg.swiglu_mode = 1;
+  std::vector<Tensor> got;
+  for (const char* t : {"1", "2", "7"}) {
+    setenv("QCONF_THREADS", t, 1);
+    got.push_back(opt::npu_swiglu(x, cfg));
+  }
+  unsetenv("QCONF_THREADS");
+  EXPECT_TRUE(got[0].bit_equal(got[1]));
+  EXPECT_TRUE(got[0].bit_equal(got[2]));
+  EXPECT_TRUE(std::isnan(got[0].data<float>()[2]));
+  SwigluConfig unclamped = cfg;
+  unclamped.clamp_limit = std::numeric_limits<float>::infinity();
+  int64_t outside_unclamped = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < h; ++j) {
+      if (r == 0 && j == 2) continue;  // the NaN
+      const float* row = x.data<float>() + r * 2 * h;
+      const auto [a, b] = swiglu_operands(row, h, j, cfg);
+      const SwigluEval ev = swiglu_eval(a, b, cfg);
+      const float g = got[0].data<float>()[r * h + j];
+      ASSERT_TRUE(g >= ev.lo && g <= ev.hi) << r << " " << j << " " << g << " " << ev.exact;
+      // Planted bug: no clamp leaves the interval wherever a clamp applies.
+      const auto [ua, ub] = swiglu_operands(row, h, j, unclamped);
+      const float u = swiglu_eval(ua, ub, unclamped).value;
+      outside_unclamped += !(u >= ev.lo && u <= ev.hi);
+    }
+  EXPECT_GT(outside_unclamped, rows * h / 4);
 }
 
 TEST(Swiglu, SecondHalfActivatedFailsTheNpuSwigluBound) {

@@ -182,6 +182,17 @@ TEST(Routing, PlantedVariantBugsFailTheirSeparators) {
            P{"group_score_mode_fused_ascend", "vllm_grouped_topk"},         // max
            P{"group_score_bias_native_vllm_ascend", "vllm_grouped_topk"},   // top-2 with bias
            P{"weight_dtype_bf16_fused_ascend", "vllm_fused_topk_softmax"},  // fp32 weights
+           // non-grouped native: biased weights, cast first; the grouped path: unbiased
+           P{"native_topk_bf16_native_vllm_ascend_topk", "native_vllm_ascend"},
+           P{"native_topk_fp32_native_vllm_ascend_topk", "native_vllm_ascend"},
+           P{"native_topk_bf16_native_vllm_ascend", "native_vllm_ascend_topk"},
+           P{"native_topk_bf16_fused_ascend", "native_vllm_ascend_topk"},
+           // sqrtsoftplus readings: ln(1 + exp) (kernel), no eps (native), clamp (upstream)
+           P{"sqrtsoftplus_tiny_native_vllm_ascend_topk", "vllm_fused_topk_bias"},
+           P{"sqrtsoftplus_tiny_native_vllm_ascend_topk", "fused_ascend"},
+           P{"sqrtsoftplus_tiny_vllm_fused_topk_bias", "native_vllm_ascend_topk"},
+           P{"sqrtsoftplus_tiny_vllm_fused_topk_bias", "fused_ascend"},
+           P{"sqrtsoftplus_tiny_fused_ascend", "native_vllm_ascend"},
        }) {
     const conf::CaseSpec& c = case_named(p.case_name);
     ASSERT_TRUE(passes(c, run(c))) << p.case_name;
@@ -194,9 +205,10 @@ TEST(Routing, PlantedVariantBugsFailTheirSeparators) {
 // the same numbers on the inputs both accept (no groups, no bias, softmax); they differ only in
 // the order/tie specification, which the fixture does not constrain for grouped_topk.
 TEST(Routing, EveryPairOfRoutersIsSeparatedByANamedCase) {
-  const std::vector<std::string> routers = {"fused_ascend", "native_vllm_ascend",
-                                            "vllm_grouped_topk", "vllm_fused_topk_softmax",
-                                            "old_select_experts"};
+  const std::vector<std::string> routers = {"fused_ascend",        "native_vllm_ascend",
+                                            "vllm_grouped_topk",   "vllm_fused_topk_softmax",
+                                            "old_select_experts",  "native_vllm_ascend_topk",
+                                            "vllm_fused_topk_bias"};
   std::set<std::pair<std::string, std::string>> separated;
   for (const conf::CaseSpec& c : op().cases()) {
     const std::string mine = c.params.at("router").get<std::string>();
@@ -216,6 +228,13 @@ TEST(Routing, EveryPairOfRoutersIsSeparatedByANamedCase) {
       const auto pair = std::minmax(routers[a], routers[b]);
       if (pair ==
           std::minmax(std::string("vllm_grouped_topk"), std::string("vllm_fused_topk_softmax")))
+        continue;
+      // No configuration both accept: fused_topk_bias takes sqrtsoftplus only, the upstream
+      // grouped_topk and topk_softmax never do.
+      if (pair ==
+              std::minmax(std::string("vllm_fused_topk_bias"), std::string("vllm_grouped_topk")) ||
+          pair == std::minmax(std::string("vllm_fused_topk_bias"),
+                              std::string("vllm_fused_topk_softmax")))
         continue;
       EXPECT_TRUE(separated.count(pair)) << pair.first << " vs " << pair.second;
     }
@@ -348,6 +367,127 @@ TEST(RowSetVerdict, FixtureRoundTripKeepsAlternativesAndRejectsPartialRows) {
   }
   ASSERT_TRUE(corrupted);
   EXPECT_THROW(conf::fixture_from_text(j.dump(), "bad.json"), conf::FixtureError);
+}
+
+// ---- output order within a token ----------------------------------------------------------
+
+bool ordered_router(const std::string& r) {
+  return r == "fused_ascend" || r == "vllm_fused_topk_softmax" || r == "native_vllm_ascend_topk" ||
+         r == "vllm_fused_topk_bias";
+}
+
+// The right ids in ascending instead of descending order: fails every sorting variant, passes
+// the torch.topk(sorted=False) ones.
+TEST(RoutingOrder, AscendingPortFailsTheOrderedVariantsAndPassesTheUnorderedOnes) {
+  int ordered = 0, unordered = 0;
+  for (const char* r :
+       {"fused_ascend", "native_vllm_ascend", "vllm_grouped_topk", "vllm_fused_topk_softmax",
+        "old_select_experts", "native_vllm_ascend_topk"}) {
+    const conf::CaseSpec& c = case_named(std::string("output_order_") + r);
+    TensorMap out = run(c, "", true);
+    ASSERT_TRUE(passes(c, out)) << r;
+    Tensor& ids = out.at("topk_ids");
+    const int64_t k = ids.dim(1);
+    for (int64_t t = 0; t < ids.dim(0); ++t)
+      std::reverse(ids.data<int32_t>() + t * k, ids.data<int32_t>() + (t + 1) * k);
+    std::string why;
+    if (ordered_router(r)) {
+      EXPECT_FALSE(passes(c, out, &why)) << r;
+      EXPECT_NE(why.find("topk_ids"), std::string::npos) << why;
+      ++ordered;
+    } else {
+      EXPECT_TRUE(passes(c, out, &why)) << r << ": " << why;
+      ++unordered;
+    }
+  }
+  EXPECT_EQ(ordered, 3);
+  EXPECT_EQ(unordered, 3);
+}
+
+// The canonical outputs of the sorting variants are descending by selection score.
+TEST(RoutingOrder, OrderedVariantsEmitDescendingScores) {
+  for (const conf::CaseSpec& c : op().cases()) {
+    const std::string r = c.params.at("router").get<std::string>();
+    if (!ordered_router(r) || c.inputs.count("bias") || c.params.value("zero_experts", 0) ||
+        c.inputs.count("log2phy"))
+      continue;
+    for (bool optimized : {false, true}) {
+      TensorMap out = run(c, "", optimized);
+      const Tensor& ids = out.at("topk_ids");
+      const Tensor& sc = out.at("scores");
+      const int64_t k = ids.dim(1), e = sc.dim(1);
+      for (int64_t t = 0; t < ids.dim(0); ++t)
+        for (int64_t j = 0; j + 1 < k; ++j) {
+          const float a = sc.data<float>()[t * e + ids.data<int32_t>()[t * k + j]];
+          const float b = sc.data<float>()[t * e + ids.data<int32_t>()[t * k + j + 1]];
+          EXPECT_GE(a, b) << c.name << " token " << t << " place " << j;
+        }
+    }
+  }
+}
+
+// Inside the top-k: an exact tie comes out lower id first in the fused kernel (either order
+// from torch.topk); a 1-ulp near tie may come out either way in every sorting variant.
+TEST(RoutingOrder, TieOrderInsideTheTopKFollowsEachVariantsRule) {
+  auto swapped = [](const conf::CaseSpec& c, int64_t row) {
+    TensorMap out = run(c);
+    Tensor& ids = out.at("topk_ids");
+    std::swap(ids.data<int32_t>()[row * 3 + 1], ids.data<int32_t>()[row * 3 + 2]);
+    return out;
+  };
+  const conf::CaseSpec& fused = case_named("order_tie_fused_ascend");
+  const conf::CaseSpec& topk = case_named("order_tie_native_vllm_ascend_topk");
+  ASSERT_EQ(run(fused).at("topk_ids").to_vector<int32_t>(),
+            (std::vector<int32_t>{2, 0, 3, 2, 3, 0}));
+  EXPECT_FALSE(passes(fused, swapped(fused, 0)));  // exact tie: lower id first
+  EXPECT_TRUE(passes(fused, swapped(fused, 1)));   // near tie: either order
+  EXPECT_TRUE(passes(topk, swapped(topk, 0)));     // torch.topk: tie order unspecified
+  EXPECT_TRUE(passes(topk, swapped(topk, 1)));
+  // Planted bug: a non-tied pair swapped fails even there.
+  TensorMap out = run(topk);
+  std::swap(out.at("topk_ids").data<int32_t>()[0], out.at("topk_ids").data<int32_t>()[1]);
+  EXPECT_FALSE(passes(topk, out));
+}
+
+// ---- sqrtsoftplus readings ------------------------------------------------------------------
+
+TEST(RoutingSqrtSoftplus, TinyScoresGiveZeroUnitAndClampedWeightSums) {
+  auto weight_sum = [](const char* r) {
+    const conf::CaseSpec& c = case_named(std::string("sqrtsoftplus_tiny_") + r);
+    const TensorMap out = run(c);
+    const Tensor& w = out.at("expert_weights");
+    double s = 0;
+    for (int64_t i = 0; i < w.numel(); ++i) s += num::to_double(num::kF32, w.bits_at(i));
+    return s;
+  };
+  EXPECT_EQ(weight_sum("fused_ascend"), 0.0);  // 1 + exp(x) == 1: ln 1 = 0 everywhere
+  EXPECT_NEAR(weight_sum("native_vllm_ascend_topk"), 1.0, 1e-6);  // w / sum, no eps
+  const double clamped = weight_sum("vllm_fused_topk_bias");      // w / max(sum, 1e-20)
+  EXPECT_GT(clamped, 0.3);
+  EXPECT_LT(clamped, 0.6);
+}
+
+// The non-grouped native path weights with the biased values (cast to the logits dtype first).
+TEST(RoutingNativeTopk, WeightsAreTheRenormalizedBiasedScores) {
+  const conf::CaseSpec& c = case_named("native_topk_fp32_native_vllm_ascend_topk");
+  TensorMap out = run(c);
+  const Tensor& sc = out.at("scores");
+  const Tensor& ids = out.at("topk_ids");
+  const Tensor& w = out.at("expert_weights");
+  const Tensor& bias = c.inputs.at("bias");
+  const int64_t e = sc.dim(1), k = ids.dim(1);
+  for (int64_t t = 0; t < ids.dim(0); ++t) {
+    double sum = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t i = ids.data<int32_t>()[t * k + j];
+      sum += sc.data<float>()[t * e + i] + bias.data<float>()[i];
+    }
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t i = ids.data<int32_t>()[t * k + j];
+      const double want = (sc.data<float>()[t * e + i] + bias.data<float>()[i]) / sum * 1.5;
+      EXPECT_NEAR(w.data<float>()[t * e + i], want, 1e-6) << t << " " << i;
+    }
+  }
 }
 
 }  // namespace

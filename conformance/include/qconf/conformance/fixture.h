@@ -38,7 +38,8 @@ enum class CheckMode {
   kBounded,    // |got - exact| <= bound, per element, plus tensor-level statistics
   kSpecial,    // float specials: NaN, +-Inf, signed zero (finite values exact)
   kRowSet,     // per row (last dim): the row as a multiset equals the expected row's or one of
-               // the alternative rows in `accept` (index = row numbers, values = whole rows)
+               // the alternative rows in `accept` (index = row numbers, values = whole rows);
+               // with Check::ordered, as a sequence (order within the row is specified)
 };
 std::string_view check_mode_name(CheckMode m);
 CheckMode parse_check_mode(std::string_view s);  // throws std::invalid_argument
@@ -61,6 +62,10 @@ struct Check {
   std::optional<Tensor> bound;  // kBounded: per-element absolute bound (float64)
   bool signed_zero = true;      // kSpecial/kExact: -0 and +0 differ
   bool degenerate_ok = false;   // an intentionally degenerate output: never MISTRUSTED
+  // kRowSet only: rows are sequences, not multisets. A row passes when it equals the expected
+  // row or one of the alternative rows element by element (the alternatives list every
+  // acceptable order, e.g. both orders of tied or near-tied top-k ids).
+  bool ordered = false;
   // Optional "compared" element ranges (flat [begin, end) pairs, sorted, disjoint, non-empty).
   // Absent (empty): every element is compared. Present: elements outside every range are
   // unspecified (e.g. rows a kernel never writes) and are never compared, in any mode.

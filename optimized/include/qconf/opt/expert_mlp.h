@@ -32,5 +32,9 @@ void w8a8_expert_mlp(const Tensor& x, const Tensor& x_scale, const PackedExperts
 // (optimized/ops/swiglu_simd.cpp; exp within 1 ulp). Element-wise: no dependence on how rows are
 // split between threads.
 void swiglu_halves_f32(const float* act, const float* other, float* out, int64_t n);
+// SwiGLU-OAI (mode 1) of one row of 2n interleaved fp32 values (gate even, up odd), with the
+// reference's clamps and fp32 steps (swiglu_simd.cpp). Element-wise, the same code for tails.
+void swiglu_oai_f32(const float* row, float* out, int64_t n, float clamp_limit, float glu_alpha,
+                    float glu_bias);
 
 }  // namespace qconf::opt

@@ -21,6 +21,13 @@ enum class Router {
   kVllmGroupedTopk,       // upstream grouped_topk: -inf mask, top-2 group score only with bias
   kVllmFusedTopkSoftmax,  // upstream fused_topk (topk_softmax_kernels.cu): no groups, no bias
   kOldSelectExperts,  // native path at vllm-ascend 4f3cc4c5: routed_scaling_factor applied twice
+  // vllm-ascend AscendGroupedTopKRouter without use_grouped_topk (num_expert_group/topk_group
+  // unset): topk(s + bias) sorted, the biased values are the weights, cast to the hidden dtype
+  // before renormalizing (in that dtype), then * rsf (in that dtype).
+  kNativeVllmAscendTopk,
+  // upstream fused_topk_bias Python path for sqrtsoftplus: topk(s + bias) sorted, weights from
+  // s, renormalized as w / clamp(sum, min=1e-20), fp32 weights.
+  kVllmFusedTopkBias,
 };
 enum class Scoring { kSoftmax, kSigmoid, kSqrtSoftplus };
 enum class GroupScore { kMax, kTop2Sum };
@@ -28,6 +35,12 @@ enum class GroupScore { kMax, kTop2Sum };
 // (AscendC Sort32 doc, upstream topk_softmax), or unspecified (torch.topk: every tied choice is
 // acceptable).
 enum class TieRule { kLowerIndex, kAny };
+// Renormalization denominator: sum, sum + eps (Ascend kernels), max(sum, eps) (upstream
+// sqrtsoftplus: clamp(min=1e-20)).
+enum class RenormDenominator { kSum, kSumPlusEps, kClampEps };
+// sqrt(softplus(x)) readings: ln(1 + exp(x)) step by step with no guard (Ascend hash kernel), or
+// torch's softplus (x > 20: x, else log1p(exp(x))).
+enum class SoftplusForm { kLnOnePlusExp, kTorch };
 
 std::string_view router_name(Router r);    // "fused_ascend", ...
 Router parse_router(std::string_view s);   // throws std::invalid_argument
@@ -78,10 +91,17 @@ struct RouterTraits {
   TieRule ties;
   bool mask_zero;           // masked experts compete with selection score 0.0 (native)
   bool reciprocal_softmax;  // softmax as exp(x - max) * (1 / sum) (else exp / sum)
-  bool renorm;              // weights divided by their sum
-  bool renorm_eps;          // ... plus eps (fused kernel)
+  bool renorm;              // weights divided by their sum (denominator below)
   int scale_times;          // how many times routed_scaling_factor is applied
   DType weight_dtype;       // float32 or the logits dtype
+  // The top-k ids come out sorted by selection score, descending (ties per `ties`): the fused
+  // kernel's merge sort, upstream topk_softmax, torch.topk(sorted=True). Else the order within
+  // a token is unspecified (torch.topk(sorted=False)).
+  bool ordered = false;
+  RenormDenominator denominator = RenormDenominator::kSum;  // when renorm
+  SoftplusForm softplus = SoftplusForm::kLnOnePlusExp;
+  bool weights_biased = false;  // the weights are the selection scores (score + bias)
+  bool cast_first = false;      // cast to weight_dtype, then renorm and scale in that dtype
 };
 RouterTraits router_traits(const RoutingConfig& cfg, bool has_bias, DType logits_dtype);
 
@@ -95,6 +115,10 @@ struct RoutingBounds {
   Tensor weights_exact, weights_bound;  // float64 [T, E]
   // Rows with more than one acceptable id multiset: alternatives (each sorted ascending, k
   // ids), excluding the canonical one. CSR over rows: alt_offsets counts ids.
+  // ordered (RouterTraits::ordered): the alternatives are id sequences instead, every
+  // acceptable order of every reachable set (tied / near-tied ids in either order), excluding
+  // the canonical sequence.
+  bool ordered = false;
   std::vector<int64_t> alt_rows;
   std::vector<int64_t> alt_offsets{0};
   std::vector<int32_t> alt_ids;
