@@ -57,6 +57,46 @@ std::string sanitize(const std::string& s) {
 }
 }  // namespace
 
+namespace {
+// kv_cache layers (C8): the op's inputs are the attention module's four scale/offset tensors
+// plus seeded key and value [tokens, kv_heads, head_size]. The checkpoint only fixes
+// C = kv_heads * head_size, so head_size is the largest of 128, 64, 32 dividing C (the C8 NZ
+// cache needs a multiple of 32), kv_heads = C / head_size; one TP rank, block_size 128.
+CaseSpec kv_cache_layer_case(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
+                             const OpDef& def, DType pdt, uint64_t seed, int64_t tokens) {
+  CaseSpec s;
+  s.name = "ckpt_" + sanitize(layer.prefix) + "_seed" + std::to_string(seed);
+  s.flags = {"Random"};
+  s.params = {{"params_dtype", pdt == DType::kBF16 ? "bfloat16" : "float16"}};
+  for (const auto& in : def.inputs) {
+    if (in == "key" || in == "value") continue;
+    if (!c.tensors.find(layer.prefix + "." + in))
+      throw ckpt::CheckpointError(c.dir, layer.prefix + "." + in, "",
+                                  "missing: the pipeline needs it");
+    s.inputs[in] = c.tensors.read(layer.prefix + "." + in);
+  }
+  const int64_t ch = s.inputs.begin()->second.numel();
+  int64_t d = 0;
+  for (int64_t h : {128, 64, 32})
+    if (ch % h == 0) {
+      d = h;
+      break;
+    }
+  if (d == 0)
+    throw ckpt::CheckpointError(c.dir, layer.prefix, "",
+                                "C = " + std::to_string(ch) +
+                                    " channels is not a multiple of 32 (head_size of the C8 "
+                                    "NZ cache)");
+  s.comment = "checkpoint " + c.dir + ", kv cache of " + layer.prefix + " (" + layer.quant_type +
+              "), key/value N(0, 1) [" + std::to_string(tokens) + ", " + std::to_string(ch / d) +
+              ", " + std::to_string(d) + "] seeded by \"" + s.name + "\"";
+  const uint64_t sd = rng::seed_from_string(layer.pipeline_op + "/" + s.name);
+  s.inputs["key"] = gen::float_tensor(pdt, {tokens, ch / d, d}, gen::FloatDist::normal(0), sd, 0);
+  s.inputs["value"] = gen::float_tensor(pdt, {tokens, ch / d, d}, gen::FloatDist::normal(0), sd, 1);
+  return s;
+}
+}  // namespace
+
 Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
                                  uint64_t seed, int64_t tokens) {
   if (layer.pipeline_op.empty())
@@ -64,6 +104,12 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
   const OpDef* def = OpRegistry::instance().find(layer.pipeline_op);
   if (!def) throw std::logic_error("pipeline op " + layer.pipeline_op + " is not registered");
   const DType pdt = ckpt::params_dtype_of(c.params_dtype);
+  if (layer.layer_type == "kv_cache") {
+    OpDef copy = *def;
+    const CaseSpec one = kv_cache_layer_case(c, layer, *def, pdt, seed, tokens);
+    copy.cases = [one] { return std::vector<CaseSpec>{one}; };
+    return generate_fixture(copy);
+  }
   std::vector<std::string> prefixes = layer.shards;
   if (prefixes.empty()) prefixes.push_back(layer.prefix);
   std::vector<CaseSpec> specs;
@@ -76,6 +122,7 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
     s.params = {{"params_dtype", pdt == DType::kBF16 ? "bfloat16" : "float16"}};
     for (const auto& in : def->inputs) {
       if (in == "x") continue;
+      if (in == "bias" && !c.tensors.find(p + ".bias")) continue;  // an optional input
       if (!c.tensors.find(p + "." + in))
         throw ckpt::CheckpointError(c.dir, p + "." + in, "", "missing: the pipeline needs it");
       s.inputs[in] = c.tensors.read(p + "." + in);

@@ -27,9 +27,7 @@ std::vector<SchemeDef> make() {
       decl("weight_offset", {"N", "1"}, exact({"F32"}), "unused"),
   };
   d.checks = {k_multiple_of_8};
-  d.needs = {
-      "a composite op chaining npu_dynamic_quant(int4) -> npu_quant_matmul(int4) -> cast "
-      "(every component op exists; the chain is not written yet)"};
+  d.pipeline_op = "scheme_w4a4_dynamic_linear";
   return {d};
 }
 QCONF_REGISTER_SCHEME(make);

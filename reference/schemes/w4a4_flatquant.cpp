@@ -46,7 +46,7 @@ std::vector<SchemeDef> make() {
       decl("weight_offset", {"N", "1"}, exact({"F32"}), "unused"),
   };
   d.checks = {flatquant_dims};
-  d.needs = {"npu_kronecker_quant"};
+  d.pipeline_op = "scheme_w4a4_flatquant_linear";
   return {d};
 }
 QCONF_REGISTER_SCHEME(make);

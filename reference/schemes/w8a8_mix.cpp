@@ -10,7 +10,8 @@ std::vector<SchemeDef> make() {
   d.layer_type = "linear";
   d.summary =
       "the W8A8 static tensors and post-load processing; apply takes the static path on "
-      "KV-consumer (decode) nodes and the dynamic path (weight_scale) otherwise";
+      "KV-consumer instances (kv_role kv_consumer or kv_both: decode nodes) and the dynamic path "
+      "(weight_scale) otherwise, decided once per instance, not per batch";
   d.upstream = "quantization/methods/w8a8_pdmix.py";
   d.sources = {"notes/vllm_ascend_quant.md §A W8A8_MIX"};
   d.tensors = {
@@ -22,9 +23,7 @@ std::vector<SchemeDef> make() {
       decl("weight_scale", {"N", "1"}, params_dtype(), "dynamic path scale"),
       decl("weight_offset", {"N", "1"}, params_dtype(), "unused"),
   };
-  d.needs = {
-      "the prefill/decode selector over the W8A8 static and W8A8_DYNAMIC pipelines "
-      "(both exist: scheme_w8a8_static_linear, scheme_w8a8_dynamic_linear)"};
+  d.pipeline_op = "scheme_w8a8_mix_linear";
   return {d};
 }
 QCONF_REGISTER_SCHEME(make);
