@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "qconf/conformance/op.h"
+#include "qconf/conformance/verdict.h"
 #include "qconf/numeric/float_format.h"
 #include "qconf/ops/moe_w8a8.h"
 #include "qconf/rng/generators.h"
@@ -179,6 +181,115 @@ TEST(MoeLayerSkeleton, BadArgumentsAreNamed) {
     EXPECT_NE(std::string(e.what()).find("local expert range [3, 5)"), std::string::npos)
         << e.what();
   }
+}
+
+// ---- the scheme_w8a8_dynamic_moe op: its checks pass a correct port and catch planted bugs ----
+
+struct OpCase {
+  conf::Params p;
+  TensorMap in, ref;
+  std::map<std::string, conf::Check> checks;
+  conf::Verdict verdict(const std::string& stage, const Tensor& got) const {
+    conf::Stage s;
+    s.name = stage;
+    s.expected = ref.at(stage);
+    auto it = checks.find(stage);
+    if (it != checks.end()) s.check = it->second;
+    return conf::verify_stage(s, got).verdict;
+  }
+};
+const conf::OpDef& moe_op() {
+  return *conf::OpRegistry::instance().find("scheme_w8a8_dynamic_moe");
+}
+OpCase op_case(const std::string& name) {
+  for (const conf::CaseSpec& c : moe_op().cases())
+    if (c.name == name) {
+      OpCase k{c.params, c.inputs, {}, {}};
+      moe_op().reference(k.p, k.in, k.ref);
+      k.checks = moe_op().oracle(k.p, k.in, k.ref);
+      return k;
+    }
+  throw std::logic_error("no case " + name);
+}
+
+TEST(MoeW8a8Op, OptimizedPassesEveryStageOfEveryCase) {
+  for (const conf::CaseSpec& c : moe_op().cases()) {
+    const OpCase k = op_case(c.name);
+    TensorMap got;
+    moe_op().optimized(k.p, k.in, got);
+    for (const auto& [stage, t] : k.ref)
+      EXPECT_EQ(k.verdict(stage, got.at(stage)), conf::Verdict::kPass) << c.name << " " << stage;
+  }
+}
+
+// A loader that truncates the fp32 checkpoint scales to bf16 (instead of RNE) fails the load
+// stage on the midpoint vector.
+TEST(MoeW8a8Op, TruncatingTheLoadRoundingIsCaught) {
+  const OpCase k = op_case("load_rounding_ties");
+  const Tensor& s = k.in.at("w13_weight_scale");
+  Tensor trunc(DType::kBF16, k.ref.at("w13_scale_param").shape());
+  for (int64_t i = 0; i < s.numel(); ++i)
+    trunc.data<uint16_t>()[i] = static_cast<uint16_t>(s.data<uint32_t>()[i] >> 16);
+  EXPECT_EQ(k.verdict("w13_scale_param", trunc), conf::Verdict::kFail);
+  EXPECT_EQ(k.verdict("w13_scale_param", k.ref.at("w13_scale_param")), conf::Verdict::kPass);
+}
+
+// A loader that stacks up_proj rows before gate_proj rows: the layer output fails.
+TEST(MoeW8a8Op, UpBeforeGateStackingIsCaught) {
+  const OpCase k = op_case("bf16_softmax_e4_top2");
+  TensorMap in = k.in, got;
+  for (const char* name : {"w13_weight", "w13_weight_scale"}) {
+    Tensor& t = in.at(name);
+    const int64_t e = t.dim(0), rows = t.dim(1), row_bytes = t.nbytes() / (e * rows);
+    Tensor sw = t;
+    for (int64_t x = 0; x < e; ++x)
+      for (int64_t r = 0; r < rows; ++r)
+        std::memcpy(sw.bytes() + (x * rows + r) * row_bytes,
+                    t.bytes() + (x * rows + (r + rows / 2) % rows) * row_bytes, row_bytes);
+    t = sw;
+  }
+  moe_op().reference(k.p, in, got);
+  EXPECT_EQ(k.verdict("y", got.at("y")), conf::Verdict::kFail);
+}
+
+// The other quant_apply_mlp path (int32 gmm1 + dequant_swiglu_quant: scales in the other order,
+// single rounding) fails a fused-path case: the variant is separated.
+TEST(MoeW8a8Op, TheTwoMlpPathsAreSeparated) {
+  const OpCase k = op_case("bf16_softmax_e4_top2");
+  conf::Params p = k.p;
+  p["mlp_path"] = "dequant_swiglu";
+  TensorMap got;
+  moe_op().reference(p, k.in, got);
+  bool any_fail = false;
+  for (const char* st : {"gmm1_dequant", "act_q", "act_scale", "expert_out", "y"})
+    any_fail |= k.verdict(st, got.at(st)) == conf::Verdict::kFail;
+  EXPECT_TRUE(any_fail);
+}
+
+// Ties broken by the higher expert id (token 3: {3, 5} instead of {2, 3}) fail topk_ids.
+TEST(MoeW8a8Op, HigherIndexTieBreakIsCaught) {
+  const OpCase k = op_case("routing_ties_lower_index");
+  Tensor ids = k.ref.at("topk_ids");
+  int32_t* row = ids.data<int32_t>() + 3 * 2;
+  ASSERT_EQ(std::min(row[0], row[1]), 2);
+  ASSERT_EQ(std::max(row[0], row[1]), 3);
+  row[0] = 3, row[1] = 5;
+  EXPECT_EQ(k.verdict("topk_ids", ids), conf::Verdict::kFail);
+}
+
+// An EP port that reads |-1| = 1 with the router's (unmasked) weight adds expert row 1 to
+// tokens routed to no local expert: y fails there.
+TEST(MoeW8a8Op, NonLocalTokenReadingRowOneIsCaught) {
+  const OpCase k = op_case("ep_rank_tokens_to_no_local_expert");
+  Tensor y = k.ref.at("y");
+  const Tensor& eo = k.ref.at("expert_out");
+  const int64_t h = y.dim(1);
+  for (int64_t c = 0; c < h; ++c) {
+    const float v = num::bf16_to_f32(y.data<uint16_t>()[0 * h + c]) +
+                    0.25f * num::bf16_to_f32(eo.data<uint16_t>()[1 * h + c]);
+    y.data<uint16_t>()[c] = num::f32_to_bf16(v);
+  }
+  EXPECT_EQ(k.verdict("y", y), conf::Verdict::kFail);
 }
 
 }  // namespace
