@@ -1,9 +1,13 @@
 // `qconf checkpoint` and `qconf list schemes` (qconf/conformance/checkpoint_cmd.h).
 #include "qconf/conformance/checkpoint_cmd.h"
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "qconf/conformance/op.h"
+#include "qconf/numeric/float_format.h"
 #include "qconf/rng/generators.h"
 #include "qconf/rng/philox.h"
 
@@ -50,6 +54,18 @@ void list_schemes(std::FILE* out, bool tensors) {
 }
 
 namespace {
+// Exact widening of a bf16/fp16 tensor to fp32.
+Tensor scheme_widen_f32(const Tensor& t) {
+  if (t.dtype() != DType::kBF16 && t.dtype() != DType::kF16)
+    throw std::invalid_argument("expected a float tensor, got " + t.describe());
+  Tensor w(DType::kF32, t.shape());
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const uint16_t b = t.data<uint16_t>()[i];
+    w.data<float>()[i] = t.dtype() == DType::kF16 ? num::f16_to_f32(b) : num::bf16_to_f32(b);
+  }
+  return w;
+}
+
 std::string sanitize(const std::string& s) {
   std::string r;
   for (char c : s) r += (std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
@@ -95,6 +111,98 @@ CaseSpec kv_cache_layer_case(const ckpt::Checkpoint& c, const ckpt::LayerReport&
   s.inputs["value"] = gen::float_tensor(pdt, {tokens, ch / d, d}, gen::FloatDist::normal(0), sd, 1);
   return s;
 }
+
+// Reads one checkpoint tensor the pipeline needs, or fails naming it.
+Tensor need(const ckpt::Checkpoint& c, const std::string& name, const std::string& why) {
+  if (!c.tensors.find(name))
+    throw ckpt::CheckpointError(c.dir, name, "", "missing: the pipeline needs it (" + why + ")");
+  return c.tensors.read(name);
+}
+
+// Rows of `parts` concatenated on dim 0 (all with the same dtype and trailing dims).
+Tensor concat0(const std::vector<Tensor>& parts, const std::vector<std::string>& names,
+               const std::string& dir) {
+  Shape s = parts.at(0).shape();
+  int64_t rows = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    Shape tail = parts[i].shape(), want = s;
+    if (tail.empty() || parts[i].dtype() != parts[0].dtype() ||
+        !std::equal(tail.begin() + 1, tail.end(), want.begin() + 1, want.end()))
+      throw ckpt::CheckpointError(dir, names[i], "shape",
+                                  "cannot be stacked with " + names[0] + ": " +
+                                      parts[i].describe() + " vs " + parts[0].describe());
+    rows += parts[i].dim(0);
+  }
+  s[0] = rows;
+  Tensor o(parts[0].dtype(), s);
+  size_t off = 0;
+  for (const Tensor& t : parts) {
+    std::memcpy(o.bytes() + off, t.bytes(), t.nbytes());
+    off += t.nbytes();
+  }
+  return o;
+}
+
+// The MoE input convention (see checkpoint_cmd.h): `w13_<suffix>` = for each expert e, the rows
+// of {prefix}.{e}.gate_proj.<suffix> then those of {prefix}.{e}.up_proj.<suffix> (dim 0),
+// stacked over e: [E, 2*out, ...] (vllm-ascend's FusedMoE weight loader puts gate in shard w1
+// = rows [0, I) and up in w3 = rows [I, 2I) of w13); `w2_<suffix>` = {prefix}.{e}.down_proj.
+// <suffix> stacked: [E, ...]. Names as the validator checks them (checkpoint.cpp: the
+// "{prefix}.{e}.{proj}" sub-prefixes of an `experts` layer).
+Tensor moe_input(const ckpt::Checkpoint& c, const std::string& prefix, int64_t experts,
+                 const std::string& in) {
+  const bool w13 = in.rfind("w13_", 0) == 0;
+  const std::string suffix = in.substr(w13 ? 4 : 3);
+  std::vector<Tensor> per_expert;
+  std::vector<std::string> names;
+  for (int64_t e = 0; e < experts; ++e) {
+    const std::string ep = prefix + "." + std::to_string(e) + ".";
+    if (w13) {
+      const std::string g = ep + "gate_proj." + suffix, u = ep + "up_proj." + suffix;
+      std::vector<Tensor> gu = {need(c, g, in + " of expert " + std::to_string(e)),
+                                need(c, u, in + " of expert " + std::to_string(e))};
+      per_expert.push_back(concat0(gu, {g, u}, c.dir));
+      names.push_back(g);
+    } else {
+      names.push_back(ep + "down_proj." + suffix);
+      per_expert.push_back(need(c, names.back(), in + " of expert " + std::to_string(e)));
+    }
+  }
+  // Stack: a leading expert dim over the per-expert tensors.
+  for (auto& t : per_expert) {
+    Shape s = t.shape();
+    s.insert(s.begin(), 1);
+    Tensor v(t.dtype(), s);
+    std::memcpy(v.bytes(), t.bytes(), t.nbytes());
+    t = std::move(v);
+  }
+  return concat0(per_expert, names, c.dir);
+}
+
+// The routing params of a MoE case from the model's config.json (HF keys), when present:
+// num_experts_per_tok, n_group, topk_group, scoring_func, norm_topk_prob,
+// routed_scaling_factor. Absent keys keep the op's defaults.
+void moe_params_from_config(const std::string& dir, int64_t experts, Params& p) {
+  Json cfg = Json::object();
+  const fs::path f = fs::path(dir) / "config.json";
+  if (fs::exists(f)) {
+    std::ifstream in(f);
+    cfg = Json::parse(in, nullptr, false);
+    if (cfg.is_discarded() || !cfg.is_object()) cfg = Json::object();
+  }
+  const int64_t k = cfg.value("num_experts_per_tok", int64_t{2});
+  p["top_k"] = std::min<int64_t>(k, experts);
+  if (cfg.contains("n_group") && cfg["n_group"].is_number_integer()) p["n_group"] = cfg["n_group"];
+  if (cfg.contains("topk_group") && cfg["topk_group"].is_number_integer())
+    p["k_group"] = cfg["topk_group"];
+  if (cfg.contains("scoring_func") && cfg["scoring_func"].is_string())
+    p["scoring"] = cfg["scoring_func"];
+  if (cfg.contains("norm_topk_prob") && cfg["norm_topk_prob"].is_boolean())
+    p["renormalize"] = cfg["norm_topk_prob"].get<bool>() ? 1 : 0;
+  if (cfg.contains("routed_scaling_factor") && cfg["routed_scaling_factor"].is_number())
+    p["routed_scaling_factor"] =
+        static_cast<double>(static_cast<float>(cfg["routed_scaling_factor"].get<double>()));
+}
 }  // namespace
 
 Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
@@ -110,6 +218,7 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
     copy.cases = [one] { return std::vector<CaseSpec>{one}; };
     return generate_fixture(copy);
   }
+  const bool moe = layer.layer_type == "moe";
   std::vector<std::string> prefixes = layer.shards;
   if (prefixes.empty()) prefixes.push_back(layer.prefix);
   std::vector<CaseSpec> specs;
@@ -120,6 +229,41 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
                 "), activations N(0, 1) seeded by \"" + s.name + "\"";
     s.flags = {"Pipeline"};
     s.params = {{"params_dtype", pdt == DType::kBF16 ? "bfloat16" : "float16"}};
+    const uint64_t sd = rng::seed_from_string(layer.pipeline_op + "/" + s.name);
+    if (moe) {
+      // MoE pipeline ops: w13_* / w2_* stacked from the per-expert tensors; x [tokens, H] and
+      // router_logits float32 [tokens, E] seeded; e_score_correction_bias from the model's gate
+      // ({parent}.gate.e_score_correction_bias) when the op declares it and the tensor exists.
+      const int64_t experts = layer.experts;
+      if (experts <= 0) throw std::logic_error("MoE layer " + p + " has no experts");
+      moe_params_from_config(c.dir, experts, s.params);
+      for (const auto& in : def->inputs) {
+        if (in.rfind("w13_", 0) == 0 || in.rfind("w2_", 0) == 0) {
+          s.inputs[in] = moe_input(c, p, experts, in);
+        } else if (in == "e_score_correction_bias") {
+          const std::string parent = p.substr(0, p.rfind('.'));
+          const std::string bn = parent + ".gate.e_score_correction_bias";
+          if (c.tensors.find(bn)) {
+            Tensor b = c.tensors.read(bn);
+            if (b.dtype() != DType::kF32) b = scheme_widen_f32(b);
+            s.inputs[in] = std::move(b);
+            s.comment += "; e_score_correction_bias from " + bn;
+          }
+        } else if (in != "x" && in != "router_logits") {
+          throw std::logic_error("MoE pipeline op " + def->name + " declares input \"" + in +
+                                 "\": not w13_*, w2_*, x, router_logits or "
+                                 "e_score_correction_bias (checkpoint_cmd.cpp convention)");
+        }
+      }
+      // H: the validator's symbol (every MoE scheme declares it), else w13_weight's last dim.
+      const int64_t h = layer.symbols.count("H") ? layer.symbols.at("H")
+                                                 : s.inputs.at("w13_weight").dim(2);
+      s.inputs["x"] = gen::float_tensor(pdt, {tokens, h}, gen::FloatDist::normal(0), sd, 0);
+      s.inputs["router_logits"] =
+          gen::float_tensor(DType::kF32, {tokens, experts}, gen::FloatDist::normal(0), sd, 1);
+      specs.push_back(std::move(s));
+      continue;
+    }
     for (const auto& in : def->inputs) {
       if (in == "x") continue;
       if (in == "bias" && !c.tensors.find(p + ".bias")) continue;  // an optional input
@@ -128,7 +272,6 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
       s.inputs[in] = c.tensors.read(p + "." + in);
     }
     const int64_t k = s.inputs.at("weight").dim(1);
-    const uint64_t sd = rng::seed_from_string(layer.pipeline_op + "/" + s.name);
     s.inputs["x"] = gen::float_tensor(pdt, {tokens, k}, gen::FloatDist::normal(0), sd, 0);
     specs.push_back(std::move(s));
   }

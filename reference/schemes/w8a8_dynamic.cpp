@@ -39,9 +39,7 @@ std::vector<SchemeDef> make() {
       decl("weight_scale", {"H", "1"}, params_dtype(), "w2_weight_scale [E, H]", kBoth, "down"),
       decl("weight_offset", {"H", "1"}, params_dtype(), "unused", kMs, "down"),
   };
-  m.needs = {"npu_moe_gating_top_k / native router", "npu_moe_init_routing_v2",
-             "npu_grouped_matmul", "swiglu_quant (Triton) or npu_dequant_swiglu_quant",
-             "npu_moe_token_unpermute"};
+  m.pipeline_op = "scheme_w8a8_dynamic_moe";
   return {l, m};
 }
 QCONF_REGISTER_SCHEME(make);

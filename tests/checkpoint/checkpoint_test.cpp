@@ -53,7 +53,7 @@ TEST(CheckpointModelSlim, ValidCheckpointListsTheSchemeOfEveryLayer) {
   EXPECT_EQ(moe.experts, 2);
   EXPECT_EQ(moe.symbols.at("I"), 8);
   EXPECT_EQ(moe.symbols.at("H"), 16);
-  EXPECT_TRUE(moe.pipeline_op.empty());
+  EXPECT_EQ(moe.pipeline_op, "scheme_w8a8_dynamic_moe");
   EXPECT_EQ(layer(r, "lm_head").quant_type, "FLOAT");
 }
 
@@ -342,13 +342,19 @@ TEST(CheckpointCli, ReportExitsNonZeroOnAnyProblem) {
 }
 
 TEST(CheckpointCli, NotImplementedPipelineHasItsOwnExitCode) {
+  // W8A8_MXFP8 (A5) linear: registered and validated, its pipeline not implemented.
   TempDir d("notimpl");
-  small_modelslim().write(d.path);
+  ModelSlim m;
+  m.add("model.layers.0.mlp.down_proj.weight",
+        qconf::gen::int_tensor(DType::kU8, {8, 64}, 0, 126, 5, 1), "W8A8_MXFP8", "F8_E4M3");
+  m.add("model.layers.0.mlp.down_proj.weight_scale",
+        qconf::gen::int_tensor(DType::kU8, {8, 2}, 120, 130, 5, 2), "W8A8_MXFP8");
+  m.write(d.path);
   CmdResult r =
-      run_qconf("checkpoint " + d.str() + " --layer model.layers.1.mlp.experts --run --out " +
+      run_qconf("checkpoint " + d.str() + " --layer model.layers.0.mlp.down_proj --run --out " +
                 (d.path / "out").string());
   EXPECT_EQ(r.code, qconf::conf::kCkptNotImplemented) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("pipeline for W8A8_DYNAMIC/moe not implemented yet (needs"));
+  EXPECT_THAT(r.out, HasSubstr("pipeline for W8A8_MXFP8/linear not implemented yet (needs"));
 }
 
 // Runs a layer's pipeline from the checkpoint and checks implementations on the fixture.

@@ -26,6 +26,20 @@ struct CheckpointRunOptions {
 
 // The fixture of one layer's pipeline on seeded activations: one case per shard (fused layers
 // are column blocks of the same computation). Throws on a layer it cannot run.
+//
+// Inputs of linear pipeline ops: `{prefix}.{name}` for every declared input but `x`; x is seeded
+// N(0, 1) [tokens, K] in the params dtype.
+// Inputs of MoE pipeline ops (layer type moe, prefix "....experts"), one case per layer:
+//   w13_<suffix>  [E, 2*out, ...]: per expert e the rows of {prefix}.{e}.gate_proj.<suffix> then
+//                 those of {prefix}.{e}.up_proj.<suffix> (dim 0), stacked over e;
+//   w2_<suffix>   [E, ...]: {prefix}.{e}.down_proj.<suffix> stacked over e;
+//   x             [tokens, H] seeded N(0, 1) in the params dtype (stream 0);
+//   router_logits float32 [tokens, E] seeded N(0, 1) (stream 1);
+//   e_score_correction_bias (if the op declares it) float32 [E] from
+//                 {parent}.gate.e_score_correction_bias when the checkpoint has it.
+// Routing params come from config.json (num_experts_per_tok, n_group, topk_group,
+// scoring_func, norm_topk_prob, routed_scaling_factor) when present. A missing expert tensor is
+// a CheckpointError naming it.
 Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
                                  uint64_t seed, int64_t tokens);
 
