@@ -34,7 +34,7 @@ std::vector<SchemeDef> make() {
       decl("weight_shape", {"2"}, exact({"I32", "I64"}), "crops the padded columns", kCt, "down"),
   };
   m.checks = {group_size_is_32};
-  m.needs = {"npu_grouped_matmul antiquant (W4A16)", "npu_swiglu", "MoE routing/dispatch ops"};
+  m.pipeline_op = "scheme_w4a16_moe";
   return {m};
 }
 QCONF_REGISTER_SCHEME(make);

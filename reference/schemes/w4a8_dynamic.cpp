@@ -56,8 +56,7 @@ std::vector<SchemeDef> make() {
       decl("weight_scale", {"H", "1"}, exact({"BF16", "F32"}), "-> fp32 -> int64", kCt, "down"),
   };
   m.checks = {per_channel_only, tp_at_most_16};
-  m.needs = {"grouped_matmul_swiglu_quant_v2 (MSD int4 split)", "npu_grouped_matmul (int4 w2)",
-             "MoE routing/dispatch ops"};
+  m.pipeline_op = "scheme_w4a8_dynamic_moe";
   return {m};
 }
 QCONF_REGISTER_SCHEME(make);
