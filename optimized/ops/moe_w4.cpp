@@ -125,6 +125,8 @@ W4a8MoeLoaded w4a8_moe_load(const W4a8MoeCheckpoint& c, const W4a8MoeLoadConfig&
     w.w13_weight = w4a8_llmcompressor_pack(*c.w13_weight);
     w.w2_weight = w4a8_llmcompressor_pack(*c.w2_weight);
   }
+  w.w13_values_prepared = int4_values(w.w13_weight);
+  w.w2_values_prepared = int4_values(w.w2_weight);
   return w;
 }
 
@@ -139,25 +141,44 @@ W4a8MoeMlpStages w4a8_moe_expert_mlp(const Tensor& x, const Tensor& group_list,
   DynQuantStages q = npu_dynamic_quant(x, nullptr, nullptr, DynQuantConfig{});
   st.x_q = std::move(q.y);
   st.x_scale = std::move(q.scale);
-  st.w13_values = int4_values(w.w13_weight);
+  st.w13_values = w.w13_values_prepared.numel() ? w.w13_values_prepared : int4_values(w.w13_weight);
   st.w13_scale_fp19 = fp19_scale(w.w13_scale, e, n2);
   st.gmm1 = w4a8_msd_grouped_matmul(st.x_q, st.w13_values, st.w13_scale_fp19, w.w13_scale_bias,
                                     st.x_scale, cumsum, cfg);
-  st.w2_values = int4_values(w.w2_weight);
+  st.w2_values = w.w2_values_prepared.numel() ? w.w2_values_prepared : int4_values(w.w2_weight);
   st.w2_scale_fp19 = fp19_scale(w.w2_scale, e, h);
-  Tensor y_hi(DType::kI8, {m, i}), y_lo(DType::kI8, {m, i});
+  // The two nibble matmuls in one grouped call: expert g's rows are its hi rows then its lo
+  // rows (counts doubled), so each expert's weights are packed once.
+  const int64_t* cs = cumsum.data<int64_t>();
+  Tensor y2(DType::kI8, {2 * m, i});
+  Tensor counts2(DType::kI64, {e});
   const int8_t* y1 = st.gmm1.q.y.data<int8_t>();
-  for (int64_t j = 0; j < m * i; ++j) {
-    y_hi.data<int8_t>()[j] = static_cast<int8_t>(y1[j] >> 4);
-    y_lo.data<int8_t>()[j] = static_cast<int8_t>((y1[j] & 0xF) - 8);
+  for (int64_t g = 0, r0 = 0; g < e; ++g) {
+    const int64_t r1 = cs[g], n = r1 - r0;
+    counts2.data<int64_t>()[g] = 2 * n;
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t j = 0; j < i; ++j) {
+        const int8_t v = y1[r * i + j];
+        y2.data<int8_t>()[(r0 + r) * i + j] = static_cast<int8_t>(v >> 4);
+        y2.data<int8_t>()[(r0 + r + n) * i + j] = static_cast<int8_t>((v & 0xF) - 8);
+      }
+    r0 = r1;
   }
   GroupedMatmulConfig gc;
   gc.group_list_type = GroupListType::kCount;
   gc.output_dtype = DType::kI32;
-  st.gmm2_acc_hi =
-      npu_grouped_matmul(y_hi, st.w2_values, nullptr, nullptr, nullptr, group_list, gc).acc;
-  st.gmm2_acc_lo =
-      npu_grouped_matmul(y_lo, st.w2_values, nullptr, nullptr, nullptr, group_list, gc).acc;
+  const Tensor acc2 =
+      npu_grouped_matmul(y2, st.w2_values, nullptr, nullptr, nullptr, counts2, gc).acc;
+  st.gmm2_acc_hi = Tensor(DType::kI32, {m, h});
+  st.gmm2_acc_lo = Tensor(DType::kI32, {m, h});
+  for (int64_t g = 0, r0 = 0; g < e; ++g) {
+    const int64_t r1 = cs[g], n = r1 - r0;
+    std::memcpy(st.gmm2_acc_hi.data<int32_t>() + r0 * h, acc2.data<int32_t>() + 2 * r0 * h,
+                n * h * 4);
+    std::memcpy(st.gmm2_acc_lo.data<int32_t>() + r0 * h, acc2.data<int32_t>() + (2 * r0 + n) * h,
+                n * h * 4);
+    r0 = r1;
+  }
   st.gmm2_a_hi = Tensor(DType::kF16, {m, h});
   st.gmm2_a_lo = Tensor(DType::kF16, {m, h});
   st.gmm2_msd_sum = Tensor(DType::kF32, {m, h});

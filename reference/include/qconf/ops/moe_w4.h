@@ -74,6 +74,9 @@ struct W4a8MoeLoaded {
   Tensor w2_scale_bias_cols;  // float32 [E, H, 16/tp]: this rank's columns (ModelSlim only)
   Tensor w13_scale_bias;      // float32 [E, 2I]
   Tensor w2_scale_bias;       // float32 [E, H]
+  // opt::w4a8_moe_load only (empty after ref::w4a8_moe_load): the int4 codes of w13_weight /
+  // w2_weight decoded once at load, as an engine prepares weights; not a vllm-ascend tensor.
+  Tensor w13_values_prepared, w2_values_prepared;
 };
 
 // Shape checks shared by both implementations (std::invalid_argument naming the tensor).
