@@ -44,6 +44,11 @@ void list_schemes(std::FILE* out, bool tensors) {
                      t.role.empty() ? "" : t.role.c_str(), t.suffix.c_str(), shape.c_str(),
                      t.dtype.describe().c_str(), fmts.c_str(), t.optional ? " (optional)" : "");
       }
+      if (!d->part_ops.empty()) {
+        std::string n;
+        for (const auto& x : d->part_ops) n += (n.empty() ? "" : ", ") + x;
+        std::fprintf(out, "      parts checked by: %s\n", n.c_str());
+      }
       if (!d->needs.empty()) {
         std::string n;
         for (const auto& x : d->needs) n += (n.empty() ? "" : "; ") + x;
@@ -256,8 +261,8 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
         }
       }
       // H: the validator's symbol (every MoE scheme declares it), else w13_weight's last dim.
-      const int64_t h = layer.symbols.count("H") ? layer.symbols.at("H")
-                                                 : s.inputs.at("w13_weight").dim(2);
+      const int64_t h =
+          layer.symbols.count("H") ? layer.symbols.at("H") : s.inputs.at("w13_weight").dim(2);
       s.inputs["x"] = gen::float_tensor(pdt, {tokens, h}, gen::FloatDist::normal(0), sd, 0);
       s.inputs["router_logits"] =
           gen::float_tensor(DType::kF32, {tokens, experts}, gen::FloatDist::normal(0), sd, 1);

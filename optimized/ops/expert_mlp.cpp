@@ -360,6 +360,16 @@ uint16_t f16_of_exact_product(int32_t acc, float s) {
 
 }  // namespace
 
+uint16_t w4a8_msd_fixpipe_f16(int32_t acc, float s, FixpipePrecision p) {
+  return p == FixpipePrecision::kExact ? f16_of_exact_product(acc, s)
+                                       : f16_of(fp32_of_int(acc) * s);
+}
+float w4a8_msd_sum(uint16_t a_hi, uint16_t a_lo, float sb, bool bias_first) {
+  const float hi16 = 16.0f * f32_of_bits(f16_to_f32(a_hi));
+  const float lo = f32_of_bits(f16_to_f32(a_lo));
+  return bias_first ? hi16 + (lo + sb) : (hi16 + lo) + sb;
+}
+
 W4a8MsdStages w4a8_msd_grouped_matmul(const Tensor& x, const Tensor& weight, const Tensor& scale,
                                       const Tensor& scale_bias, const Tensor& x_scale,
                                       const Tensor& group_list, const W4a8MsdConfig& cfg) {

@@ -740,6 +740,15 @@ Tensor msd_clamped(const Tensor& c, int64_t valid_rows, float limit) {
 }  // namespace
 
 namespace ref {
+uint16_t w4a8_msd_fixpipe_f16(int32_t acc, float s, FixpipePrecision p) {
+  return fixpipe_f16(acc, s, p);
+}
+float w4a8_msd_sum(uint16_t a_hi, uint16_t a_lo, float sb, bool bias_first) {
+  return msd_sum(a_hi, a_lo, sb, bias_first);
+}
+}  // namespace ref
+
+namespace ref {
 W4a8MsdStages w4a8_msd_grouped_matmul(const Tensor& x, const Tensor& weight, const Tensor& scale,
                                       const Tensor& scale_bias, const Tensor& x_scale,
                                       const Tensor& group_list, const W4a8MsdConfig& cfg,

@@ -56,8 +56,13 @@ std::vector<SchemeDef> make() {
       decl("weight_scale", {"H", "1"}, exact({"BF16", "F32"}), "-> fp32 -> int64", kCt, "down"),
   };
   m.checks = {per_channel_only, tp_at_most_16};
-  m.needs = {"grouped_matmul_swiglu_quant_v2 (MSD int4 split)", "npu_grouped_matmul (int4 w2)",
-             "MoE routing/dispatch ops"};
+  // The expert MLP on dispatched rows (load transforms included) is checked by
+  // scheme_w4a8_dynamic_moe; the whole layer from a checkpoint is not wired yet.
+  m.part_ops = {"scheme_w4a8_dynamic_moe"};
+  m.needs = {
+      "a layer op over qconf/ops/moe_layer.h (router, init_routing_v2, combine) around the W4A8 "
+      "expert MLP of scheme_w4a8_dynamic_moe, and checkpoint --run support for its format param "
+      "and the optional scale_bias"};
   return {m};
 }
 QCONF_REGISTER_SCHEME(make);

@@ -34,6 +34,22 @@ std::string all_problems(const CheckpointReport& r) {
   return s;
 }
 
+// Every op a scheme names (its layer pipeline, or the ops checking parts of it) is a registered
+// conformance op: a renamed op must not leave `qconf checkpoint --run` or `list schemes` dangling.
+TEST(SchemeRegistry, EveryNamedOpIsRegistered) {
+  int named = 0;
+  for (const qconf::schemes::SchemeDef* d : qconf::schemes::SchemeRegistry::instance().all()) {
+    std::vector<std::string> ops = d->part_ops;
+    if (!d->pipeline_op.empty()) ops.push_back(d->pipeline_op);
+    for (const auto& op : ops) {
+      ++named;
+      EXPECT_NE(qconf::conf::OpRegistry::instance().find(op), nullptr)
+          << d->quant_type << "/" << d->layer_type << " names " << op;
+    }
+  }
+  EXPECT_GE(named, 12);
+}
+
 TEST(CheckpointModelSlim, ValidCheckpointListsTheSchemeOfEveryLayer) {
   TempDir d("ms_ok");
   small_modelslim().write(d.path);

@@ -243,6 +243,18 @@ struct W4a8MsdStages {
 // [E, 2H], FP19 values (low 13 mantissa bits zero: what the quant vector carries); scale_bias:
 // float32 [E, 2H]; x_scale: float32 [M]; group_list: int64 cumsum [E]. `bounds` (reference
 // only): the SwiGLU bounds and reachable codes / scales.
+// The MSD op's two float steps, shared with the W4A8 MoE gmm2 (qconf/ops/moe_w4.h): the fixpipe
+// fp16(A * s) (variant fixpipe_precision) and 16 a_hi + a_lo + scale_bias in fp32 (bias_first:
+// 16 a_hi + (a_lo + scale_bias)).
+namespace ref {
+uint16_t w4a8_msd_fixpipe_f16(int32_t acc, float s, FixpipePrecision p);
+float w4a8_msd_sum(uint16_t a_hi, uint16_t a_lo, float sb, bool bias_first);
+}  // namespace ref
+namespace opt {  // native fp32, the same results
+uint16_t w4a8_msd_fixpipe_f16(int32_t acc, float s, FixpipePrecision p);
+float w4a8_msd_sum(uint16_t a_hi, uint16_t a_lo, float sb, bool bias_first);
+}  // namespace opt
+
 namespace ref {
 W4a8MsdStages w4a8_msd_grouped_matmul(const Tensor& x, const Tensor& weight, const Tensor& scale,
                                       const Tensor& scale_bias, const Tensor& x_scale,

@@ -84,6 +84,9 @@ struct SchemeDef {
   // needs are not in the project yet (then `needs` names them).
   std::string pipeline_op;
   std::vector<std::string> needs;
+  // Conformance ops that check a part of the scheme on their own (e.g. the expert MLP on already
+  // dispatched rows) while no whole-layer pipeline exists: `qconf list schemes` names them.
+  std::vector<std::string> part_ops;
 };
 
 class SchemeRegistry {
