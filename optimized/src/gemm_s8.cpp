@@ -10,10 +10,11 @@
 // memory. The whole k range is accumulated in registers (no k blocking: a 64-column panel of
 // K = 4096 is 256 KiB and stays in L2; the 6 activation rows are 24 KiB, packed contiguously);
 // the weight stream is software-prefetched into L1.
-// parallel_for hands out contiguous runs of items (8 runs), so a worker knows its next item:
-// when that item uses another panel, the current item prefetches it into L2 (prefetcht1),
-// spread evenly over its k-steps. Without this, the first row block of every panel waits on
-// L3 / DRAM (at M = 16, 3 row blocks per panel, that first block cost as much as the other two).
+// Small M (M <= 96: one item per panel): parallel_for hands out contiguous runs of items (8
+// runs), so a worker knows its next item, and the current item prefetches the next panel into
+// L2 (prefetcht1), spread evenly over its k-steps. Without this, the first row block of every
+// panel waits on L3 / DRAM (at M = 16, 3 row blocks per panel, that first block cost as much as
+// the other two). Larger M: items one at a time, dynamically.
 // Measured on the shared 2-core Zen 4 (CPU time, best of >= 5, bench/quant_matmul_bench or a
 // stand-alone harness): M = 1024 ~ 440 GOPS (95% of the vpdpbusd peak) with the weights in L2;
 // M = 16 1.75 -> 1.5 ms per GEMM with the next-panel prefetch.
@@ -418,10 +419,14 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
   const uint32_t wbias = static_cast<uint32_t>(w.weight_bias());
   const int64_t steps = w.int4() ? w.k_padded() / 8 : w.k_padded() / 4;
   const int64_t items = panels * chunks;
-  // Contiguous runs of items per parallel chunk (8 chunks: both threads busy, some balancing on
-  // a shared machine), so that a worker knows its next item and can prefetch its panel.
+  // Small M (one chunk of row blocks: every item is a new panel): contiguous runs of items per
+  // parallel chunk (8 runs: both threads busy, some balancing on a shared machine), so that a
+  // worker knows its next item and prefetches its panel. Larger M: items one at a time (the
+  // best balance; a panel serves several consecutive items from L2, and the next-panel prefetch
+  // measured 0-3% slower at M = 1024, which keeps L2 busy with the A chunk).
+  const bool small_m = chunks == 1;
   parallel_for(
-      items, std::max<int64_t>(1, items / 8),
+      items, small_m ? std::max<int64_t>(1, items / 8) : 1,
       [&](int64_t i0, int64_t i1) {
         alignas(64) int32_t tile[kGemmS8Mr * kGemmS8Nr];
         uint32_t corr[kGemmS8Mr];
@@ -429,11 +434,11 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
           const int64_t pn = item / chunks, chunk = item % chunks;
           const int64_t b_first = chunk * kBlocksPerItem;
           const int64_t b_end = std::min(blocks, b_first + kBlocksPerItem);
-          // When this worker's next item uses another panel and this item has more than one row
-          // block, the next panel is pulled into L2 while this item computes: its lines are
-          // spread evenly over this item's k-steps (rate16 / 16 lines per step).
+          // Small M with more than one row block (M = 1 is a pure stream with its own long
+          // prefetch distance): the worker's next panel is pulled into L2 while this item
+          // computes, its lines spread evenly over the item's k-steps (rate16 / 16 per step).
           const int64_t next_pn = (item + 1) / chunks;
-          const bool next_panel = item + 1 < i1 && next_pn != pn && b_end - b_first > 1;
+          const bool next_panel = small_m && item + 1 < i1 && b_end - b_first > 1;
           const int64_t panel_lines = static_cast<int64_t>(w.panel_bytes()) / 64;
           int64_t pf_done = 0;
           const int64_t rate16 = next_panel ? (16 * panel_lines + (b_end - b_first) * steps - 1) /
