@@ -438,7 +438,7 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
           // prefetch distance): the worker's next panel is pulled into L2 while this item
           // computes, its lines spread evenly over the item's k-steps (rate16 / 16 per step).
           const int64_t next_pn = (item + 1) / chunks;
-          const bool next_panel = small_m && item + 1 < i1 && b_end - b_first > 1;
+          const bool next_panel = small_m && item + 1 < i1 && b_end - b_first > 1 && steps > 0;
           const int64_t panel_lines = static_cast<int64_t>(w.panel_bytes()) / 64;
           int64_t pf_done = 0;
           const int64_t rate16 = next_panel ? (16 * panel_lines + (b_end - b_first) * steps - 1) /
