@@ -72,6 +72,12 @@ constexpr int64_t kQuad = 4;    // columns per GEMV tile
 // Zen 4 core shared with compile jobs, 4 tiles ahead + the parameter prefetch looked best of
 // 1/2/4/8/16 tiles (W8A16 ~0.55 -> ~0.65-0.8 of the streaming read), but the machine was too
 // loaded to separate it from noise: re-measure on a quiet machine (bench/weight_quant_bench).
+// int4 weights are prefetched into L2 (prefetcht1), not L1: the weight stream is then
+// DRAM-bound, and an L1 prefetch holds one of the few L1 miss buffers for the whole DRAM
+// latency; W4A16 K = N = 4096 with weights from DRAM (20 copies in rotation), one Zen 4 core
+// under load, CPU time, median of 200: ~9.8-10.2 GB/s with prefetcht0, 11.6-15.3 GB/s with
+// prefetcht1 at 2, 4 or 8 tiles ahead. int8 weights keep prefetcht0: that path is bound by
+// the antiquant arithmetic (the same time with the weights hot in L3), not by the stream.
 constexpr int64_t kPrefetchTiles = 4;
 int64_t prefetch_distance(const WqbmmWeights& w) {
   return kPrefetchTiles * kQuad * (w.shape.int4 ? w.kpad / 2 : w.kpad);
@@ -542,7 +548,7 @@ QCONF_AVX512 void tile_avx512(const WqbmmWeights& w, int64_t n0, const float* co
         __m512 wv[CB][2];
         for (int c = 0; c < CB; ++c) {
           if (b % 2 == 0)
-            _mm_prefetch(reinterpret_cast<const char*>(col4[c] + k0 / 2 + pf), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(col4[c] + k0 / 2 + pf), _MM_HINT_T1);
           const __m512i d = _mm512_cvtepu8_epi32(
               _mm_loadu_si128(reinterpret_cast<const __m128i*>(col4[c] + k0 / 2)));
           wv[c][0] = _mm512_permutexvar_ps(d, tab[c]);  // vpermps reads index bits 0-3
@@ -682,7 +688,7 @@ QCONF_AVX512 void tile_dot(const WqbmmWeights& w, int64_t n0, const uint16_t* co
         const int64_t k0 = b * bk;
         __m512i wv[CB][2];
         for (int c = 0; c < CB; ++c) {
-          _mm_prefetch(reinterpret_cast<const char*>(col[c] + k0 / 2 + pf), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(col[c] + k0 / 2 + pf), _MM_HINT_T1);
           const __m512i wds = _mm512_cvtepu8_epi16(
               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col[c] + k0 / 2)));
           wv[c][0] = _mm512_permutexvar_epi16(wds, tab[c]);

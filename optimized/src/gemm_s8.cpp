@@ -1,17 +1,29 @@
 // int8 GEMM (s8 x s8 -> s32), AVX-512 VNNI with a scalar fallback. See gemm_s8.h for the
 // layouts and the +128 / +8 bias trick that lets vpdpbusd (u8 x s8) multiply signed operands.
 //
-// Blocking. The work is a grid of (weight panel of 64 columns) x (chunk of up to
-// kBlocksPerItem row blocks of 6 rows); items are numbered panel-major, so consecutive items of
-// one worker reuse the panel from L2, and parallel_for hands them out dynamically. A register
-// block holds 6 rows x 64 columns = 24 zmm accumulators; per k-quad it loads 4 weight vectors
-// (256 bytes) and issues 24 vpdpbusd whose activation dword is an embedded {1to16} broadcast
-// from memory. The whole k range is accumulated in registers (no k blocking: a 64-column panel
-// of K = 4096 is 256 KiB and stays in L2, the 6 activation rows are 24 KiB, packed
-// contiguously, and stream from L1); the weight stream is software-prefetched.
-// Measured on a Zen 4 core (1 zmm vpdpbusd per cycle, ~470 GOPS peak): ~430-450 GOPS with the
-// weights in L2. Tried and dropped: a 16-row x 16-column kernel reading the weights once for
-// M <= 16 (slower than 6-row blocks when the weights stream from DRAM).
+// Blocking (tuned on Zen 4: L1d 32 KiB, L2 1 MiB, one zmm vpdpbusd per cycle, ~465 GOPS per
+// core measured with a register-only vpdpbusd loop). The work is a grid of (weight panel of 64
+// columns) x (chunk of up to kBlocksPerItem row blocks of 6 rows); items are numbered
+// panel-major, so consecutive items of one worker reuse the panel from L2. A register block
+// holds 6 rows x 64 columns = 24 zmm accumulators; per k-quad it loads 4 weight vectors (256
+// bytes) and issues 24 vpdpbusd whose activation dword is an embedded {1to16} broadcast from
+// memory. The whole k range is accumulated in registers (no k blocking: a 64-column panel of
+// K = 4096 is 256 KiB and stays in L2; the 6 activation rows are 24 KiB, packed contiguously);
+// the weight stream is software-prefetched into L1.
+// Small M (M <= 96: one item per panel): parallel_for hands out contiguous runs of items (8
+// runs), so a worker knows its next item, and the current item prefetches the next panel into
+// L2 (prefetcht1), spread evenly over its k-steps. Without this, the first row block of every
+// panel waits on L3 / DRAM (at M = 16, 3 row blocks per panel, that first block cost as much as
+// the other two). Larger M: items one at a time, dynamically.
+// Measured on the shared 2-core Zen 4 (CPU time, best of >= 5, bench/quant_matmul_bench or a
+// stand-alone harness): M = 1024 ~ 440 GOPS (95% of the vpdpbusd peak) with the weights in L2;
+// M = 16 1.75 -> 1.5 ms per GEMM with the next-panel prefetch.
+// Tried and dropped (all slower here): a 16-row x 16-column kernel reading the weights once for
+// M <= 16; k blocking with the accumulators in an L1 tile buffer (W slice of 8-32 KiB in L1 for
+// 4-16 row blocks: 5-20% slower at M = 16 and M = 1024: the extra accumulator loads / stores cost
+// more than the L2 -> L1 weight traffic they save); chunk-major item order (A chunk in L2, the
+// panels streamed: 15-20% slower at M = 1024); other software-prefetch distances (512-2048
+// bytes: no difference at M = 1024).
 // Integer sums are exact modulo 2^32 in any order, so neither blocking nor threads change C.
 #include "qconf/opt/gemm_s8.h"
 
@@ -72,9 +84,9 @@ QCONF_VNNI_TARGET inline void dpbusd_bcst(__m512i& acc, __m512i w, const int8_t*
 }
 
 // Software prefetch of the weight stream, kPrefetchBytes ahead (4 cache lines per k-step). The
-// hardware prefetchers stop at 4 KiB pages; a panel is read once per row block, the first time
-// from L3 / DRAM, so a small row block (R <= 2: a few cycles per k-step) needs a long distance
-// to keep enough misses in flight; a full block re-reads the panel from L2.
+// hardware prefetchers stop at 4 KiB pages; a small row block (R <= 2: a few cycles per k-step,
+// the panel read once from L3 / DRAM) needs a long distance to keep enough misses in flight; a
+// full block reads a panel that is already in L2 (see PanelPrefetch).
 template <int R>
 QCONF_VNNI_TARGET inline void prefetch_weights(const uint8_t* w) {
   constexpr int kPrefetchBytes = R <= 2 ? 4096 : 1024;
@@ -83,17 +95,31 @@ QCONF_VNNI_TARGET inline void prefetch_weights(const uint8_t* w) {
     _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes + 64 * j), _MM_HINT_T0);
 }
 
+// The lines of the next weight panel that a kernel call pulls into L2 while it computes:
+// `lines` cache lines from `next` on, rate16 / 16 lines per k-step (see the driver).
+struct PanelPrefetch {
+  const uint8_t* next = nullptr;
+  int64_t lines = 0, rate16 = 0;
+};
+
 // int8 weights: per k-quad, 4 weight vectors x R activation dwords (24 vpdpbusd for R = 6).
 template <int R>
 QCONF_VNNI_TARGET void kernel_s8_vnni(const uint8_t* w, const int8_t* a, int64_t quads,
-                                      const uint32_t* corr, int32_t* tile) {
+                                      const uint32_t* corr, int32_t* tile, PanelPrefetch np) {
   __m512i c[R][4];
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) c[r][j] = _mm512_setzero_si512();
+  int64_t pf_line = 0, pf_acc = 0;
   for (int64_t q = 0; q < quads; ++q) {
     prefetch_weights<R>(w);
+    if (pf_line < np.lines) {  // the next panel, np.rate16 / 16 lines per k-step
+      pf_acc += np.rate16;
+      for (; pf_acc >= 16 && pf_line < np.lines; pf_acc -= 16, ++pf_line)
+        _mm_prefetch(reinterpret_cast<const char*>(np.next + 64 * pf_line), _MM_HINT_T1);
+    }
+
     const __m512i w0 = _mm512_load_si512(w), w1 = _mm512_load_si512(w + 64);
     const __m512i w2 = _mm512_load_si512(w + 128), w3 = _mm512_load_si512(w + 192);
 #pragma GCC unroll 6
@@ -119,15 +145,22 @@ QCONF_VNNI_TARGET void kernel_s8_vnni(const uint8_t* w, const int8_t* a, int64_t
 // are quad 2o, the high nibbles quad 2o+1 (unpacked in registers with one and, one shift).
 template <int R>
 QCONF_VNNI_TARGET void kernel_s4_vnni(const uint8_t* w, const int8_t* a, int64_t octets,
-                                      const uint32_t* corr, int32_t* tile) {
+                                      const uint32_t* corr, int32_t* tile, PanelPrefetch np) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   __m512i c[R][4];
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) c[r][j] = _mm512_setzero_si512();
+  int64_t pf_line = 0, pf_acc = 0;
   for (int64_t o = 0; o < octets; ++o) {
     prefetch_weights<R>(w);
+    if (pf_line < np.lines) {  // the next panel, np.rate16 / 16 lines per k-step
+      pf_acc += np.rate16;
+      for (; pf_acc >= 16 && pf_line < np.lines; pf_acc -= 16, ++pf_line)
+        _mm_prefetch(reinterpret_cast<const char*>(np.next + 64 * pf_line), _MM_HINT_T1);
+    }
+
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) {
       const __m512i v = _mm512_load_si512(w + 64 * j);
@@ -151,7 +184,8 @@ QCONF_VNNI_TARGET void kernel_s4_vnni(const uint8_t* w, const int8_t* a, int64_t
   }
 }
 
-using VnniKernel = void (*)(const uint8_t*, const int8_t*, int64_t, const uint32_t*, int32_t*);
+using VnniKernel = void (*)(const uint8_t*, const int8_t*, int64_t, const uint32_t*, int32_t*,
+                            PanelPrefetch);
 constexpr VnniKernel kS8Kernels[kGemmS8Mr + 1] = {
     nullptr,           kernel_s8_vnni<1>, kernel_s8_vnni<2>, kernel_s8_vnni<3>,
     kernel_s8_vnni<4>, kernel_s8_vnni<5>, kernel_s8_vnni<6>};
@@ -384,23 +418,49 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
   const int64_t chunks = (blocks + kBlocksPerItem - 1) / kBlocksPerItem;
   const uint32_t wbias = static_cast<uint32_t>(w.weight_bias());
   const int64_t steps = w.int4() ? w.k_padded() / 8 : w.k_padded() / 4;
+  const int64_t items = panels * chunks;
+  // Small M (one chunk of row blocks: every item is a new panel): contiguous runs of items per
+  // parallel chunk (8 runs: both threads busy, some balancing on a shared machine), so that a
+  // worker knows its next item and prefetches its panel. Larger M: items one at a time (the
+  // best balance; a panel serves several consecutive items from L2, and the next-panel prefetch
+  // measured 0-3% slower at M = 1024, which keeps L2 busy with the A chunk).
+  const bool small_m = chunks == 1;
   parallel_for(
-      panels * chunks, 1,
+      items, small_m ? std::max<int64_t>(1, items / 8) : 1,
       [&](int64_t i0, int64_t i1) {
         alignas(64) int32_t tile[kGemmS8Mr * kGemmS8Nr];
         uint32_t corr[kGemmS8Mr];
         for (int64_t item = i0; item < i1; ++item) {
           const int64_t pn = item / chunks, chunk = item % chunks;
-          const int64_t b_end = std::min(blocks, (chunk + 1) * kBlocksPerItem);
-          for (int64_t b = chunk * kBlocksPerItem; b < b_end; ++b) {
+          const int64_t b_first = chunk * kBlocksPerItem;
+          const int64_t b_end = std::min(blocks, b_first + kBlocksPerItem);
+          // Small M with more than one row block (M = 1 is a pure stream with its own long
+          // prefetch distance): the worker's next panel is pulled into L2 while this item
+          // computes, its lines spread evenly over the item's k-steps (rate16 / 16 per step).
+          const int64_t next_pn = (item + 1) / chunks;
+          const bool next_panel = small_m && item + 1 < i1 && b_end - b_first > 1 && steps > 0;
+          const int64_t panel_lines = static_cast<int64_t>(w.panel_bytes()) / 64;
+          int64_t pf_done = 0;
+          const int64_t rate16 = next_panel ? (16 * panel_lines + (b_end - b_first) * steps - 1) /
+                                                  ((b_end - b_first) * steps)
+                                            : 0;
+          for (int64_t b = b_first; b < b_end; ++b) {
             const int rows = static_cast<int>(std::min<int64_t>(kGemmS8Mr, a.m() - b * kGemmS8Mr));
             for (int r = 0; r < rows; ++r)
               corr[r] = wbias * static_cast<uint32_t>(a.row_sums()[b * kGemmS8Mr + r]);
-            if (vnni)
-              (w.int4() ? kS4Kernels : kS8Kernels)[rows](w.panel(pn), a.block(b), steps, corr,
-                                                         tile);
-            else
+            if (vnni) {
+              PanelPrefetch np;
+              if (next_panel) {
+                np.next = w.panel(next_pn) + 64 * pf_done;
+                np.rate16 = rate16;
+                np.lines = std::min(panel_lines - pf_done, (rate16 * steps) / 16);
+                pf_done += np.lines;
+              }
+              (w.int4() ? kS4Kernels : kS8Kernels)[rows](w.panel(pn), a.block(b), steps, corr, tile,
+                                                         np);
+            } else {
               kernel_scalar(w.panel(pn), a.block(b), w.k_padded(), w.int4(), rows, corr, tile);
+            }
             const S8Tile t{b * kGemmS8Mr, pn * kGemmS8Nr, rows,
                            static_cast<int>(std::min<int64_t>(kGemmS8Nr, w.n() - pn * kGemmS8Nr)),
                            tile};

@@ -360,6 +360,39 @@ TEST(GemmS8, EveryRowCountAndTailMatchesTheScalarKernelAndInt64) {
   }
 }
 
+TEST(GemmS8, SmallMPanelRunsAndEmptyKGiveTheExactSums) {
+  // Small M (one row chunk) walks the panels in contiguous runs and prefetches the next panel
+  // while 2-3 row blocks compute: several panels (n = 200, a tail), 1 and 2 threads, int8 and
+  // int4 weights. k = 0 has no k-steps at all (every sum is 0, nothing to prefetch over).
+  for (const Dims& d : {Dims{16, 300, 200}, Dims{13, 64, 136}, Dims{12, 0, 130}}) {
+    const std::string name = "runs" + std::to_string(d.k);
+    const Tensor a = rand_i8({d.m, d.k}, name, 0), w = rand_i8({d.k, d.n}, name, 1, -8, 7);
+    std::vector<int64_t> order(static_cast<size_t>(d.k));
+    for (int64_t t = 0; t < d.k; ++t) order[static_cast<size_t>(t)] = t;
+    const std::vector<int64_t> exact = dots(a, w, order);
+    std::vector<opt::PackedWeightsS8> packs;
+    packs.push_back(opt::PackedWeightsS8::pack(w));
+    if (d.k % 8 == 0 && d.n % 8 == 0) {
+      Tensor w32(DType::kI32, {d.k, d.n});
+      for (int64_t i = 0; i < w32.numel(); ++i) w32.data<int32_t>()[i] = w.data<int8_t>()[i];
+      packs.push_back(opt::PackedWeightsS8::pack(ref::npu_convert_weight_to_int4pack(w32)));
+    }
+    for (const opt::PackedWeightsS8& pw : packs) {
+      opt::PackedActivationsS8 pa;
+      pa.pack_s8(a.data<int8_t>(), d.m, d.k, d.k, pw.k_padded());
+      for (int threads : {1, 2}) {
+        std::vector<int32_t> c(static_cast<size_t>(d.m * d.n), -1);
+        opt::GemmS8Options o;
+        o.threads = threads;
+        opt::gemm_s8_s32(pa, pw, c.data(), d.n, o);
+        for (size_t i = 0; i < c.size(); ++i)
+          ASSERT_EQ(c[i], exact[i]) << name << (pw.int4() ? " int4" : " int8") << " threads "
+                                    << threads << " element " << i;
+      }
+    }
+  }
+}
+
 TEST(GemmS8, VnniKernelIsUsedWhenTheCpuHasIt) {
   const auto& f = opt::cpu_features();
   EXPECT_EQ(opt::gemm_s8_kernel(),
