@@ -199,6 +199,31 @@ void PkCtUnpackDim0(const int32_t* HWY_RESTRICT in, int64_t cols, int count, int
   const uint32_t mask = (1u << num_bits) - 1;
   const int off = (1 << num_bits) / 2;
   int64_t c = 0;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  if (num_bits == 4) {
+    // 64 columns at a time: byte q of the 64 words (vpmovdb truncates w >> 8q) holds fields
+    // 2q (low nibble) and 2q + 1 (high nibble), so one byte gather serves two output rows,
+    // each stored as one 64-byte line.
+    const __m512i m0f = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
+    auto* out8 = reinterpret_cast<uint8_t*>(out);
+    for (; c + 64 <= cols; c += 64) {
+      __m512i w[4];
+      for (int k = 0; k < 4; ++k) w[k] = _mm512_loadu_si512(in + c + 16 * k);
+      for (int q = 0; 2 * q < count; ++q) {
+        __m512i x = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(_mm512_srli_epi32(w[0], 8 * q)));
+        x = _mm512_inserti32x4(x, _mm512_cvtepi32_epi8(_mm512_srli_epi32(w[1], 8 * q)), 1);
+        x = _mm512_inserti32x4(x, _mm512_cvtepi32_epi8(_mm512_srli_epi32(w[2], 8 * q)), 2);
+        x = _mm512_inserti32x4(x, _mm512_cvtepi32_epi8(_mm512_srli_epi32(w[3], 8 * q)), 3);
+        _mm512_storeu_si512(out8 + 2 * q * cols + c,
+                            _mm512_sub_epi8(_mm512_and_si512(x, m0f), eight));
+        if (2 * q + 1 < count)
+          _mm512_storeu_si512(
+              out8 + (2 * q + 1) * cols + c,
+              _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(x, 4), m0f), eight));
+      }
+    }
+  }
+#endif
 #if HWY_TARGET != HWY_SCALAR
   const hn::ScalableTag<int32_t> d32;
   const hn::Rebind<uint8_t, decltype(d32)> d8q;
