@@ -1,10 +1,13 @@
 // npu_convert_weight_to_int4pack on a 64 MiB int32 tensor, against memcpy of the same bytes
-// in the same run (issue target: >= 50% of memcpy bandwidth). Bytes counted = bytes read.
+// in the same run (issue target: >= 50% of memcpy bandwidth). Bytes counted = bytes read. The
+// optimized op reports pct_memcpy against a memcpy timed in the same iterations at the same
+// thread count (bench/memcpy_baseline.h); BM_Memcpy64MiB stays for the absolute figure.
 #include <benchmark/benchmark.h>
 
 #include <cstring>
 #include <vector>
 
+#include "memcpy_baseline.h"
 #include "qconf/ops/int4pack.h"
 #include "qconf/opt/parallel.h"
 #include "qconf/rng/generators.h"
@@ -38,7 +41,7 @@ void BM_Int4PackOptimized64MiB(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   const auto& w = input();
   std::vector<int32_t> out(kInts / 8);
-  for (auto _ : state) {
+  qconf_bench::run_vs_memcpy(state, threads, kBytes, [&] {
     qconf::opt::parallel_for(
         kInts / 8, kInts / 128,
         [&](int64_t b, int64_t e) {
@@ -46,10 +49,13 @@ void BM_Int4PackOptimized64MiB(benchmark::State& state) {
         },
         threads);
     benchmark::DoNotOptimize(out.data());
-  }
-  state.SetBytesProcessed(state.iterations() * kBytes);
+  });
 }
-BENCHMARK(BM_Int4PackOptimized64MiB)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Int4PackOptimized64MiB)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_Int4PackReference64MiB(benchmark::State& state) {
   const auto& w = input();

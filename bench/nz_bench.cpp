@@ -1,12 +1,14 @@
 // FRACTAL_NZ transforms on 64 MiB tensors, against memcpy of the same bytes in the same run
-// (BM_Memcpy64MiB in int4pack_bench.cpp; issue target: >= 50% of memcpy bandwidth). Bytes
+// (issue target: >= 50% of memcpy bandwidth): each iteration times a 64 MiB memcpy and then the
+// transform at the same thread count; counter pct_memcpy (bench/memcpy_baseline.h). Bytes
 // counted = bytes of the ND tensor (the source of nd->nz, the destination of nz->nd), as
 // memcpy counts the bytes it reads. Arg = threads.
-//   build-nz/bench/qconf_bench --benchmark_filter='Memcpy|Nz'
+//   build/bench/qconf_bench --benchmark_filter='Nz' --benchmark_repetitions=6
 #include <benchmark/benchmark.h>
 
 #include <vector>
 
+#include "memcpy_baseline.h"
 #include "qconf/ops/nz.h"
 #include "qconf/rng/generators.h"
 #include "qconf/rng/philox.h"
@@ -41,35 +43,33 @@ void run_nd_to_nz(benchmark::State& state, qconf::NzLayout l, int64_t rows, int6
   const qconf::Tensor& nd = nd_input(l, rows, cols);
   std::vector<std::byte> out(qconf::shape_numel(qconf::nz_storage_shape(nd.shape(), l)) *
                              qconf::dtype_size(l.storage));
-  for (auto _ : state) {
+  qconf_bench::run_vs_memcpy(state, threads, static_cast<int64_t>(nd.nbytes()), [&] {
     qconf::opt::nd_to_nz_raw(nd.bytes(), out.data(), 1, rows, cols,
                              static_cast<int64_t>(qconf::dtype_size(l.storage)), l.n0, threads);
     benchmark::DoNotOptimize(out.data());
-  }
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(nd.nbytes()));
+  });
 }
 
 void run_nz_to_nd(benchmark::State& state, qconf::NzLayout l, int64_t rows, int64_t cols) {
   const int threads = static_cast<int>(state.range(0));
   const qconf::Tensor nz = qconf::opt::nd_to_nz(nd_input(l, rows, cols), l);
   std::vector<std::byte> out(static_cast<size_t>(rows * cols) * qconf::dtype_size(l.storage));
-  for (auto _ : state) {
+  qconf_bench::run_vs_memcpy(state, threads, static_cast<int64_t>(out.size()), [&] {
     qconf::opt::nz_to_nd_raw(nz.bytes(), out.data(), 1, rows, cols,
                              static_cast<int64_t>(qconf::dtype_size(l.storage)), l.n0, threads);
     benchmark::DoNotOptimize(out.data());
-  }
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(out.size()));
+  });
 }
 
-#define QCONF_NZ_BENCH(name, dtype, fp32, rows, cols)                                       \
-  void BM_NdToNz##name(benchmark::State& s) {                                               \
-    run_nd_to_nz(s, qconf::nz_layout(dtype, fp32), rows, cols);                             \
-  }                                                                                         \
-  BENCHMARK(BM_NdToNz##name)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond); \
-  void BM_NzToNd##name(benchmark::State& s) {                                               \
-    run_nz_to_nd(s, qconf::nz_layout(dtype, fp32), rows, cols);                             \
-  }                                                                                         \
-  BENCHMARK(BM_NzToNd##name)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+#define QCONF_NZ_BENCH(name, dtype, fp32, rows, cols)                                         \
+  void BM_NdToNz##name(benchmark::State& s) {                                                 \
+    run_nd_to_nz(s, qconf::nz_layout(dtype, fp32), rows, cols);                               \
+  }                                                                                           \
+  BENCHMARK(BM_NdToNz##name)->Arg(1)->Arg(2)->UseManualTime()->Unit(benchmark::kMillisecond); \
+  void BM_NzToNd##name(benchmark::State& s) {                                                 \
+    run_nz_to_nd(s, qconf::nz_layout(dtype, fp32), rows, cols);                               \
+  }                                                                                           \
+  BENCHMARK(BM_NzToNd##name)->Arg(1)->Arg(2)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 constexpr auto kT16 = qconf::Fp32NzC0::kTorchNpu16;
 constexpr auto kC8 = qconf::Fp32NzC0::kCann8;
@@ -89,26 +89,24 @@ constexpr int64_t kKvBlocks = 512, kKvHeads = 8, kKvHeadSize = 128, kKvBlockSize
 void BM_KvCacheNzToNd_64MiB(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   std::vector<int8_t> in(kBytes, 3), out(kBytes);
-  for (auto _ : state) {
+  qconf_bench::run_vs_memcpy(state, threads, kBytes, [&] {
     qconf::opt::kv_cache_nz_to_nd_raw(in.data(), out.data(), kKvBlocks, kKvHeads, kKvHeadSize,
                                       kKvBlockSize, threads);
     benchmark::DoNotOptimize(out.data());
-  }
-  state.SetBytesProcessed(state.iterations() * kBytes);
+  });
 }
-BENCHMARK(BM_KvCacheNzToNd_64MiB)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_KvCacheNzToNd_64MiB)->Arg(1)->Arg(2)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 void BM_KvCacheNdToNz_64MiB(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   std::vector<int8_t> in(kBytes, 3), out(kBytes);
-  for (auto _ : state) {
+  qconf_bench::run_vs_memcpy(state, threads, kBytes, [&] {
     qconf::opt::kv_cache_nd_to_nz_raw(in.data(), out.data(), kKvBlocks, kKvHeads, kKvHeadSize,
                                       kKvBlockSize, threads);
     benchmark::DoNotOptimize(out.data());
-  }
-  state.SetBytesProcessed(state.iterations() * kBytes);
+  });
 }
-BENCHMARK(BM_KvCacheNdToNz_64MiB)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_KvCacheNdToNz_64MiB)->Arg(1)->Arg(2)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 // The reference (element by element through the map), once, for scale.
 void BM_NdToNzReferenceFp16_64MiB(benchmark::State& state) {

@@ -1,13 +1,15 @@
-// The packings of qconf/ops/packing.h on 64 MiB inputs, to compare with BM_Memcpy64MiB
-// (bench/int4pack_bench.cpp) in the same run: issue target >= 50% of memcpy bandwidth for the
-// optimized pack and unpack. Bytes counted = bytes READ (64 MiB per iteration), as in
-// int4pack_bench; the label gives the bytes written. Outputs are preallocated (raw entry
-// points), except npu_quantize_quint4x2, which goes through the Tensor API.
-//   build-pack/bench/qconf_bench --benchmark_filter='Memcpy|Pack|Unpack'
+// The packings of qconf/ops/packing.h on 64 MiB inputs: issue target >= 50% of memcpy bandwidth
+// for the optimized pack and unpack. Each iteration times a 64 MiB memcpy and then the op at the
+// same thread count (bench/memcpy_baseline.h); the counter pct_memcpy is the op's share of that
+// memcpy bandwidth. Bytes counted = bytes READ (64 MiB per iteration), as in int4pack_bench; the
+// label gives the bytes written. Outputs are preallocated (raw entry points), except
+// npu_quantize_quint4x2, which goes through the Tensor API (default threads).
+//   build/bench/qconf_bench --benchmark_filter='Pack|Unpack|W4A16Chain' --benchmark_repetitions=6
 #include <benchmark/benchmark.h>
 
 #include <vector>
 
+#include "memcpy_baseline.h"
 #include "qconf/ops/packing.h"
 #include "qconf/rng/generators.h"
 #include "qconf/rng/philox.h"
@@ -32,25 +34,26 @@ const Tensor& words_i32() {  // 16 Mi full-range int32 words
   return t;
 }
 
-void finish(benchmark::State& state, int64_t written) {
-  state.SetBytesProcessed(state.iterations() * kBytes);
+// Times `op` against memcpy at `threads` threads; 64 MiB read per call.
+template <class Op>
+void run(benchmark::State& state, int threads, int64_t written, Op&& op) {
+  qconf_bench::run_vs_memcpy(state, threads, kBytes, op);
   state.SetLabel("writes " + std::to_string(written >> 20) + " MiB");
 }
 
 void BM_VllmAscendPackInt8_64MiB(benchmark::State& state) {
   const Tensor& w = int4_values_i8();
   std::vector<int32_t> out(static_cast<size_t>(w.numel() / 8));
-  for (auto _ : state) {
-    qconf::opt::vllm_ascend_pack_int4_to_int32(w.data<int8_t>(), out.data(), w.numel(),
-                                               static_cast<int>(state.range(0)));
+  const int threads = static_cast<int>(state.range(0));
+  run(state, threads, w.numel() / 2, [&] {
+    qconf::opt::vllm_ascend_pack_int4_to_int32(w.data<int8_t>(), out.data(), w.numel(), threads);
     benchmark::DoNotOptimize(out.data());
-  }
-  finish(state, w.numel() / 2);
+  });
 }
 BENCHMARK(BM_VllmAscendPackInt8_64MiB)
     ->Arg(1)
     ->Arg(2)
-    ->UseRealTime()
+    ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
 // Args: threads, num_bits, packed_dim.
@@ -60,12 +63,11 @@ void BM_CtPack64MiB(benchmark::State& state) {
   const int64_t pf = 32 / bits, rows = v.dim(0), cols = v.dim(1);
   std::vector<int32_t> out(static_cast<size_t>(dim == 1 ? rows * ((cols + pf - 1) / pf)
                                                         : ((rows + pf - 1) / pf) * cols));
-  for (auto _ : state) {
-    qconf::opt::ct_pack_to_int32(v.data<int8_t>(), rows, cols, bits, dim, out.data(),
-                                 static_cast<int>(state.range(0)));
+  const int threads = static_cast<int>(state.range(0));
+  run(state, threads, static_cast<int64_t>(out.size()) * 4, [&] {
+    qconf::opt::ct_pack_to_int32(v.data<int8_t>(), rows, cols, bits, dim, out.data(), threads);
     benchmark::DoNotOptimize(out.data());
-  }
-  finish(state, static_cast<int64_t>(out.size()) * 4);
+  });
 }
 BENCHMARK(BM_CtPack64MiB)
     ->ArgNames({"threads", "bits", "dim"})
@@ -74,7 +76,7 @@ BENCHMARK(BM_CtPack64MiB)
     ->Args({2, 8, 1})
     ->Args({2, 4, 0})
     ->Args({2, 8, 0})
-    ->UseRealTime()
+    ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
 // Args: threads, num_bits, packed_dim.
@@ -85,12 +87,12 @@ void BM_CtUnpack64MiB(benchmark::State& state) {
   const qconf::CtShape shape =
       dim == 1 ? qconf::CtShape{prow, pcol * pf} : qconf::CtShape{prow * pf, pcol};
   std::vector<int8_t> out(static_cast<size_t>(shape.rows * shape.cols));
-  for (auto _ : state) {
+  const int threads = static_cast<int>(state.range(0));
+  run(state, threads, static_cast<int64_t>(out.size()), [&] {
     qconf::opt::ct_unpack_from_int32(p.data<int32_t>(), prow, pcol, bits, shape, dim, out.data(),
-                                     static_cast<int>(state.range(0)));
+                                     threads);
     benchmark::DoNotOptimize(out.data());
-  }
-  finish(state, static_cast<int64_t>(out.size()));
+  });
 }
 BENCHMARK(BM_CtUnpack64MiB)
     ->ArgNames({"threads", "bits", "dim"})
@@ -99,48 +101,49 @@ BENCHMARK(BM_CtUnpack64MiB)
     ->Args({2, 8, 1})
     ->Args({2, 4, 0})
     ->Args({2, 8, 0})
-    ->UseRealTime()
+    ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
 void BM_W4A8ModelslimPack64MiB(benchmark::State& state) {
   const Tensor& w = int4_values_i8();  // viewed as [16, 2048, 2048] bytes
   std::vector<int32_t> out(static_cast<size_t>(w.numel() / 4));
-  for (auto _ : state) {
-    qconf::opt::w4a8_modelslim_pack(w.data<int8_t>(), 16, 2048, 2048, out.data(),
-                                    static_cast<int>(state.range(0)));
+  const int threads = static_cast<int>(state.range(0));
+  run(state, threads, w.numel(), [&] {
+    qconf::opt::w4a8_modelslim_pack(w.data<int8_t>(), 16, 2048, 2048, out.data(), threads);
     benchmark::DoNotOptimize(out.data());
-  }
-  finish(state, w.numel());
+  });
 }
-BENCHMARK(BM_W4A8ModelslimPack64MiB)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_W4A8ModelslimPack64MiB)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_W4A8LlmCompressorPack64MiB(benchmark::State& state) {
   const Tensor& w = int4_values_i8();  // viewed as [16, 2048, 2048] int4 values
   std::vector<int32_t> out(static_cast<size_t>(w.numel() / 8));
-  for (auto _ : state) {
-    qconf::opt::w4a8_llmcompressor_pack(w.data<int8_t>(), 16, 2048, 2048, out.data(),
-                                        static_cast<int>(state.range(0)));
+  const int threads = static_cast<int>(state.range(0));
+  run(state, threads, w.numel() / 2, [&] {
+    qconf::opt::w4a8_llmcompressor_pack(w.data<int8_t>(), 16, 2048, 2048, out.data(), threads);
     benchmark::DoNotOptimize(out.data());
-  }
-  finish(state, w.numel() / 2);
+  });
 }
 BENCHMARK(BM_W4A8LlmCompressorPack64MiB)
     ->Arg(1)
     ->Arg(2)
-    ->UseRealTime()
+    ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
 void BM_W4A16ChainPack64MiB(benchmark::State& state) {
   const Tensor& p = words_i32();  // viewed as [16, 2048, 512] words: K = 4096, N = 2048
   std::vector<int32_t> out(static_cast<size_t>(p.numel()));
-  for (auto _ : state) {
-    qconf::opt::w4a16_ct_repack_chain(p.data<int32_t>(), 16, 2048, 512, out.data(),
-                                      static_cast<int>(state.range(0)));
+  const int threads = static_cast<int>(state.range(0));
+  run(state, threads, p.numel() * 4, [&] {
+    qconf::opt::w4a16_ct_repack_chain(p.data<int32_t>(), 16, 2048, 512, out.data(), threads);
     benchmark::DoNotOptimize(out.data());
-  }
-  finish(state, p.numel() * 4);
+  });
 }
-BENCHMARK(BM_W4A16ChainPack64MiB)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_W4A16ChainPack64MiB)->Arg(1)->Arg(2)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 void BM_NpuQuantizeQuint4x2Pack64MiB(benchmark::State& state) {
   static const Tensor x = qconf::gen::float_tensor(
@@ -149,10 +152,9 @@ void BM_NpuQuantizeQuint4x2Pack64MiB(benchmark::State& state) {
   static const Tensor s =
       qconf::gen::float_tensor(DType::kF32, {4096}, qconf::gen::FloatDist::grid(16, 48, -5),
                                qconf::rng::seed_from_string("pack_bench_s"), 0);
-  for (auto _ : state)
-    benchmark::DoNotOptimize(qconf::opt::npu_quantize_quint4x2(x, s, nullptr, {}));
-  finish(state, x.numel() / 2);
+  run(state, 0, x.numel() / 2,
+      [&] { benchmark::DoNotOptimize(qconf::opt::npu_quantize_quint4x2(x, s, nullptr, {})); });
 }
-BENCHMARK(BM_NpuQuantizeQuint4x2Pack64MiB)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_NpuQuantizeQuint4x2Pack64MiB)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

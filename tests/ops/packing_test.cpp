@@ -447,7 +447,10 @@ TEST(W4A16Chain, OptimizedIsBitExactToReferenceOnRandomShapes) {
                                     // 128-row x 64-byte blocks (AVX-512) with edges
                                     {2, 256, 16},
                                     {1, 384, 40},
-                                    {1, 136, 17}}) {
+                                    {1, 136, 17},
+                                    // a band of several 128-row groups; 48-byte input rows
+                                    {1, 1152, 12},
+                                    {1, 640, 33}}) {
     const Tensor w = ints(DType::kI32, s, INT32_MIN, INT32_MAX, "chain" + shape_str(s));
     EXPECT_TRUE(ref::w4a16_ct_repack_chain(w).bit_equal(opt::w4a16_ct_repack_chain(w)))
         << shape_str(s);
