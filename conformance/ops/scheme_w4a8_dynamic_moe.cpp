@@ -15,6 +15,7 @@
 #include "qconf/ops/packing.h"
 #include "qconf/ops/scales.h"
 #include "scheme_pipeline_util.h"
+#include "swiglu_quant_checks.h"
 
 namespace qconf::conf {
 namespace conformance_ops_scheme_w4a8_dynamic_moe {
@@ -224,28 +225,10 @@ std::map<std::string, Check> oracle(const Params& p, const TensorMap& in, const 
   // gmm1 (the MSD op's checks).
   SwigluQuantBounds b;
   const W4a8MoeMlpStages st = ref::w4a8_moe_expert_mlp(in.at("x"), in.at("group_list"), w, mc, &b);
-  Check sw;
-  sw.mode = CheckMode::kBounded;
-  sw.exact = b.swiglu_exact;
-  sw.bound = b.swiglu_bound;
-  m["swiglu"] = std::move(sw);
-  if (!b.y_index.empty()) {
-    Check k;
-    k.mode = CheckMode::kReachable;
-    k.accept.index = b.y_index;
-    k.accept.offsets = b.y_offsets;
-    k.accept.values = Tensor::from<int8_t>({static_cast<int64_t>(b.y_values.size())}, b.y_values);
-    m["h_q"] = std::move(k);
-  }
-  if (!b.scale_index.empty()) {
-    Check k;
-    k.mode = CheckMode::kReachable;
-    k.accept.index = b.scale_index;
-    k.accept.offsets = b.scale_offsets;
-    k.accept.values =
-        Tensor::from<float>({static_cast<int64_t>(b.scale_values.size())}, b.scale_values);
-    m["h_scale"] = std::move(k);
-  }
+  // Every row is valid here (the pipeline's rows are the dispatched ones).
+  const int64_t rows = b.swiglu_exact.dim(0);
+  conformance_ops_swiglu_quant_checks::add_swiglu_quant_checks(
+      m, b, rows, b.swiglu_exact.dim(1), rows, kOp, {"swiglu", "h_q", "h_scale"});
   // gmm2 ranges.
   const W4a8MoeGmm2Range r = ref::w4a8_moe_gmm2_range(st, b, in.at("group_list"), lo2, hi2, mc);
   m["gmm2_acc_hi"] = int_range_check(r.acc_hi_lo, r.acc_hi_hi);

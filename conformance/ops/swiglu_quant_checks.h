@@ -19,20 +19,26 @@ namespace qconf::conf::conformance_ops_swiglu_quant_checks {
 // [rows, h] (swiglu, y) and [rows] (scale); when valid < rows, only the first `valid` rows are
 // compared in those stages (rows past the group list are unspecified). `op` names the op in
 // the error raised for a case with no valid row.
+// The stage names (a pipeline op calls them e.g. swiglu / h_q / h_scale).
+struct SwigluQuantStageNames {
+  std::string swiglu = "swiglu", y = "y", scale = "scale";
+};
+
 inline void add_swiglu_quant_checks(std::map<std::string, Check>& m, const SwigluQuantBounds& b,
-                                    int64_t rows, int64_t h, int64_t valid, const char* op) {
+                                    int64_t rows, int64_t h, int64_t valid, const char* op,
+                                    const SwigluQuantStageNames& names = {}) {
   Check sw;
   sw.mode = CheckMode::kBounded;
   sw.exact = b.swiglu_exact;
   sw.bound = b.swiglu_bound;
-  m["swiglu"] = std::move(sw);
+  m[names.swiglu] = std::move(sw);
   if (!b.y_index.empty()) {
     Check c;
     c.mode = CheckMode::kReachable;
     c.accept.index = b.y_index;
     c.accept.offsets = b.y_offsets;
     c.accept.values = Tensor::from<int8_t>({static_cast<int64_t>(b.y_values.size())}, b.y_values);
-    m["y"] = std::move(c);
+    m[names.y] = std::move(c);
   }
   if (!b.scale_index.empty()) {
     Check c;
@@ -41,13 +47,13 @@ inline void add_swiglu_quant_checks(std::map<std::string, Check>& m, const Swigl
     c.accept.offsets = b.scale_offsets;
     c.accept.values =
         Tensor::from<float>({static_cast<int64_t>(b.scale_values.size())}, b.scale_values);
-    m["scale"] = std::move(c);
+    m[names.scale] = std::move(c);
   }
   if (valid < rows) {
     if (valid == 0) throw std::logic_error(std::string(op) + ": a case with no valid row");
-    m["swiglu"].compared = {0, valid * h};
-    m["y"].compared = {0, valid * h};
-    m["scale"].compared = {0, valid};
+    m[names.swiglu].compared = {0, valid * h};
+    m[names.y].compared = {0, valid * h};
+    m[names.scale].compared = {0, valid};
   }
 }
 

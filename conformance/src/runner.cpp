@@ -103,9 +103,8 @@ std::string shell_quote(const std::string& s) {
 }
 
 std::string repro_line(const Implementation& impl, const RunOptions& o, const Case& c) {
-  const std::string head = impl.repro_command.empty()
-                               ? "qconf run --impl " + impl.name
-                               : impl.repro_command;
+  const std::string head =
+      impl.repro_command.empty() ? "qconf run --impl " + impl.name : impl.repro_command;
   return head + (o.golden_dir.empty() ? "" : " --golden-dir " + shell_quote(o.golden_dir)) +
          " --filter " + shell_quote(c.id);
 }
