@@ -47,7 +47,7 @@ TEST(SchemeRegistry, EveryNamedOpIsRegistered) {
           << d->quant_type << "/" << d->layer_type << " names " << op;
     }
   }
-  EXPECT_GE(named, 12);
+  EXPECT_GE(named, 10);  // 8 layer pipelines and 2 part ops when written
 }
 
 TEST(CheckpointModelSlim, ValidCheckpointListsTheSchemeOfEveryLayer) {
