@@ -96,12 +96,6 @@ std::vector<const Case*> select_cases(const std::vector<Fixture>& fixtures, cons
   return v;
 }
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-  return q + "'";
-}
-
 std::string repro_line(const Implementation& impl, const RunOptions& o, const Case& c) {
   const std::string head =
       impl.repro_command.empty() ? "qconf run --impl " + impl.name : impl.repro_command;

@@ -68,8 +68,13 @@ void parse_shard(const std::string& spec, RunOptions& o);  // "i/n"; throws on b
 
 std::vector<const Case*> select_cases(const std::vector<Fixture>& fixtures, const RunOptions& o);
 CaseResult run_case(const Case& c, const Implementation& impl, const RunOptions& o);
-// `s` in single quotes for a POSIX shell.
-std::string shell_quote(const std::string& s);
+// `s` in single quotes for a POSIX shell (inline: the fuzz build links exchange.cpp without
+// runner.cpp).
+inline std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return q + "'";
+}
 // The one-line command that reproduces case `c` of `impl` (Implementation::repro_command).
 std::string repro_line(const Implementation& impl, const RunOptions& o, const Case& c);
 // Runs every case; isolated in child processes when impl.isolate is set.
