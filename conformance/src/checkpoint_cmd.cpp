@@ -148,6 +148,29 @@ Tensor concat0(const std::vector<Tensor>& parts, const std::vector<std::string>&
   return o;
 }
 
+// The fused w13's [rows, cols] from gate's and up's compressed-tensors weight_shape [2]:
+// [gate rows + up rows, cols] (cols must agree), in the gate tensor's dtype.
+Tensor fused_weight_shape(const Tensor& g, const Tensor& u, const std::string& gn,
+                          const std::string& un, const std::string& dir) {
+  for (const auto& [t, n] : {std::pair{&g, &gn}, std::pair{&u, &un}})
+    if (t->numel() != 2 || (t->dtype() != DType::kI32 && t->dtype() != DType::kI64))
+      throw ckpt::CheckpointError(dir, *n, "shape",
+                                  "expected int32|int64 [2], got " + t->describe());
+  if (g.int_at(1) != u.int_at(1))
+    throw ckpt::CheckpointError(dir, un, "value",
+                                "columns " + std::to_string(u.int_at(1)) + " differ from " + gn +
+                                    "'s " + std::to_string(g.int_at(1)));
+  Tensor o(g.dtype(), {2});
+  const int64_t v[2] = {g.int_at(0) + u.int_at(0), g.int_at(1)};
+  for (int i = 0; i < 2; ++i) {
+    if (g.dtype() == DType::kI32)
+      o.data<int32_t>()[i] = static_cast<int32_t>(v[i]);
+    else
+      o.data<int64_t>()[i] = v[i];
+  }
+  return o;
+}
+
 // The MoE input convention (see checkpoint_cmd.h): `w13_<suffix>` = for each expert e, the rows
 // of {prefix}.{e}.gate_proj.<suffix> then those of {prefix}.{e}.up_proj.<suffix> (dim 0),
 // stacked over e: [E, 2*out, ...] (vllm-ascend's FusedMoE weight loader puts gate in shard w1
@@ -166,7 +189,10 @@ Tensor moe_input(const ckpt::Checkpoint& c, const std::string& prefix, int64_t e
       const std::string g = ep + "gate_proj." + suffix, u = ep + "up_proj." + suffix;
       std::vector<Tensor> gu = {need(c, g, in + " of expert " + std::to_string(e)),
                                 need(c, u, in + " of expert " + std::to_string(e))};
-      per_expert.push_back(concat0(gu, {g, u}, c.dir));
+      if (suffix == "weight_shape")
+        per_expert.push_back(fused_weight_shape(gu[0], gu[1], g, u, c.dir));
+      else
+        per_expert.push_back(concat0(gu, {g, u}, c.dir));
       names.push_back(g);
     } else {
       names.push_back(ep + "down_proj." + suffix);
@@ -182,6 +208,21 @@ Tensor moe_input(const ckpt::Checkpoint& c, const std::string& prefix, int64_t e
     t = std::move(v);
   }
   return concat0(per_expert, names, c.dir);
+}
+
+// Whether the layer's scheme declares the checkpoint tensor behind MoE input `in` (w13_* from
+// the gate_up role, w2_* from down) for the checkpoint's format. Unknown scheme: declared.
+bool moe_input_declared(const ckpt::Checkpoint& c, const ckpt::LayerReport& l,
+                        const std::string& in) {
+  const SchemeDef* d = SchemeRegistry::instance().find(l.quant_type, l.layer_type);
+  if (!d) return true;
+  const bool w13 = in.rfind("w13_", 0) == 0;
+  const std::string suffix = in.substr(w13 ? 4 : 3), role = w13 ? "gate_up" : "down";
+  for (const TensorDecl& t : d->tensors)
+    if (t.suffix == suffix && (t.role.empty() || t.role == role) &&
+        std::find(t.formats.begin(), t.formats.end(), c.format) != t.formats.end())
+      return true;
+  return false;
 }
 
 // The routing params of a MoE case from the model's config.json (HF keys), when present:
@@ -242,8 +283,17 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
       const int64_t experts = layer.experts;
       if (experts <= 0) throw std::logic_error("MoE layer " + p + " has no experts");
       moe_params_from_config(c.dir, experts, s.params);
+      // W4A8_DYNAMIC: the op's format param from the checkpoint's (w4a8.py reads
+      // ascend_quant_method == "compressed-tensors" for LLM-Compressor checkpoints).
+      if (layer.quant_type == "W4A8_DYNAMIC")
+        s.params["format"] = c.format == Format::kCompressedTensors ? "llmcompressor" : "modelslim";
       for (const auto& in : def->inputs) {
         if (in.rfind("w13_", 0) == 0 || in.rfind("w2_", 0) == 0) {
+          // An input this format does not have (not declared, absent for expert 0): left out.
+          const std::string first = p + ".0." +
+                                    (in.rfind("w13_", 0) == 0 ? "gate_proj." + in.substr(4)
+                                                              : "down_proj." + in.substr(3));
+          if (!moe_input_declared(c, layer, in) && !c.tensors.find(first)) continue;
           s.inputs[in] = moe_input(c, p, experts, in);
         } else if (in == "e_score_correction_bias") {
           const std::string parent = p.substr(0, p.rfind('.'));

@@ -34,12 +34,10 @@ std::vector<SchemeDef> make() {
       decl("weight_shape", {"2"}, exact({"I32", "I64"}), "crops the padded columns", kCt, "down"),
   };
   m.checks = {group_size_is_32};
-  // The expert MLP on dispatched rows (load transforms included) is checked by scheme_w4a16_moe;
-  // the whole layer from a checkpoint is not wired yet.
+  // The whole layer (router, dispatch, combine around the expert MLP) from a checkpoint; the
+  // expert MLP on dispatched rows (load transforms included) is checked by scheme_w4a16_moe too.
+  m.pipeline_op = "scheme_w4a16_moe_layer";
   m.part_ops = {"scheme_w4a16_moe"};
-  m.needs = {
-      "a layer op over qconf/ops/moe_layer.h (router, init_routing_v2, combine) around the W4A16 "
-      "expert MLP of scheme_w4a16_moe (checkpoint --run reads H from the validator)"};
   return {m};
 }
 QCONF_REGISTER_SCHEME(make);

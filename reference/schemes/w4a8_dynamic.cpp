@@ -56,13 +56,11 @@ std::vector<SchemeDef> make() {
       decl("weight_scale", {"H", "1"}, exact({"BF16", "F32"}), "-> fp32 -> int64", kCt, "down"),
   };
   m.checks = {per_channel_only, tp_at_most_16};
-  // The expert MLP on dispatched rows (load transforms included) is checked by
-  // scheme_w4a8_dynamic_moe; the whole layer from a checkpoint is not wired yet.
+  // The whole layer (router, dispatch, combine around the expert MLP) from a checkpoint, in
+  // either format (checkpoint --run sets param format from the checkpoint's); the expert MLP on
+  // dispatched rows (load transforms included) is checked by scheme_w4a8_dynamic_moe too.
+  m.pipeline_op = "scheme_w4a8_dynamic_moe_layer";
   m.part_ops = {"scheme_w4a8_dynamic_moe"};
-  m.needs = {
-      "a layer op over qconf/ops/moe_layer.h (router, init_routing_v2, combine) around the W4A8 "
-      "expert MLP of scheme_w4a8_dynamic_moe, and checkpoint --run support for its format param "
-      "and the optional scale_bias"};
   return {m};
 }
 QCONF_REGISTER_SCHEME(make);

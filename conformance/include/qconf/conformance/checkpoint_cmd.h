@@ -33,13 +33,19 @@ struct CheckpointRunOptions {
 //   w13_<suffix>  [E, 2*out, ...]: per expert e the rows of {prefix}.{e}.gate_proj.<suffix> then
 //                 those of {prefix}.{e}.up_proj.<suffix> (dim 0), stacked over e;
 //   w2_<suffix>   [E, ...]: {prefix}.{e}.down_proj.<suffix> stacked over e;
+//   w13_weight_shape / w2_weight_shape (compressed-tensors [2] = [rows, cols] per projection):
+//                 [E, 2], w13's = [gate rows + up rows, cols] (the fused w13's shape);
+//   a w13_* / w2_* input the layer's scheme does not declare for the checkpoint's format (e.g.
+//                 scale_bias of an LLM-Compressor W4A8 checkpoint) and the checkpoint lacks is
+//                 left out (the op's format param says how it is computed);
 //   x             [tokens, H] seeded N(0, 1) in the params dtype (stream 0);
 //   router_logits float32 [tokens, E] seeded N(0, 1) (stream 1);
 //   e_score_correction_bias (if the op declares it) float32 [E] from
 //                 {parent}.gate.e_score_correction_bias when the checkpoint has it.
 // Routing params come from config.json (num_experts_per_tok, n_group, topk_group,
-// scoring_func, norm_topk_prob, routed_scaling_factor) when present. A missing expert tensor is
-// a CheckpointError naming it.
+// scoring_func, norm_topk_prob, routed_scaling_factor) when present; W4A8_DYNAMIC layers get
+// param format = modelslim | llmcompressor from the checkpoint's format. A missing expert tensor
+// the scheme declares is a CheckpointError naming it.
 Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
                                  uint64_t seed, int64_t tokens);
 
