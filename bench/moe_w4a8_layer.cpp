@@ -9,13 +9,18 @@
 // probability 16/256, so the rank sees M = tokens * 8 / 16 dispatched rows: 8 and 128, spread
 // evenly over the 16 experts (group_list counts). The layer's router, dispatch and combine are
 // not included (the MoE skeleton was not merged when this was written): this is the expert MLP
-// of one rank on dispatched rows. Load (process_weights_after_loading) is done once, outside
-// the timing, as in serving.
+// of one rank on dispatched rows (BM_MoeW4a8Layer_*). BM_MoeW4a8FullLayer_* time the whole
+// layer of that rank through the MoE skeleton (qconf/ops/moe_layer.h): the DeepSeek-V3 router
+// over all 256 experts (fused Ascend kernel, sigmoid + bias, 8 groups keep 4, top-8, routed
+// scaling 2.5), init_routing_v2 with the rank's local range [0, 16) (quant off: the W4A8 expert
+// MLP quantizes its rows itself, as scheme_w4a8_dynamic_moe_layer does), the expert MLP, and the
+// EP combine (finalize_routing). Load (process_weights_after_loading) is done once, outside the
+// timing, as in serving.
 //
 // The reference runs at 8 rows only (tokens 16): at 128 rows its exact int64 MSD grouped
 // matmuls take minutes per iteration. Both results are compared bit for bit once before timing.
 //
-// Run: build/bench/qconf_bench --benchmark_filter=MoeW4a8Layer
+// Run: build/bench/qconf_bench --benchmark_filter='MoeW4a8(Full)?Layer'
 #include <benchmark/benchmark.h>
 
 #include <map>
@@ -23,6 +28,7 @@
 #include <stdexcept>
 
 #include "../conformance/ops/moe_w4_ckpt.h"
+#include "qconf/ops/moe_layer.h"
 #include "qconf/ops/moe_w4.h"
 #include "qconf/rng/generators.h"
 #include "qconf/rng/philox.h"
@@ -115,6 +121,100 @@ void BM_MoeW4a8Layer_Reference(benchmark::State& st) {
   set_counters(st, rows);
 }
 BENCHMARK(BM_MoeW4a8Layer_Reference)
+    ->Arg(16)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1)
+    ->UseRealTime();
+
+// ---- the whole layer of one EP rank (router, dispatch, expert MLP, combine) ------------------
+
+constexpr int64_t kE = 256, kTopK = 8;
+
+struct LayerActs {
+  Tensor x, logits, bias;
+};
+
+const LayerActs& layer_acts(int64_t tokens) {
+  static std::map<int64_t, LayerActs> cache;
+  if (auto it = cache.find(tokens); it != cache.end()) return it->second;
+  namespace gen = qconf::gen;
+  const uint64_t s = qconf::rng::seed_from_string("moe_w4a8_full_layer/" + std::to_string(tokens));
+  LayerActs a;
+  a.x = gen::float_tensor(DType::kBF16, {tokens, kH}, gen::FloatDist::normal(0), s, 0);
+  a.logits = gen::float_tensor(DType::kF32, {tokens, kE}, gen::FloatDist::normal(0), s, 1);
+  a.bias = gen::float_tensor(DType::kF32, {kE}, gen::FloatDist::normal(-3), s, 2);
+  return cache[tokens] = std::move(a);
+}
+
+qconf::MoeLayerConfig layer_config() {
+  qconf::MoeLayerConfig c;
+  c.routing.router = qconf::Router::kFusedAscend;
+  c.routing.scoring = qconf::Scoring::kSigmoid;
+  c.routing.top_k = kTopK;
+  c.routing.n_group = 8;
+  c.routing.k_group = 4;
+  c.routing.routed_scaling_factor = 2.5f;
+  c.local_start = 0;
+  c.local_count = kELocal;
+  c.dispatch_quant_mode = -1;
+  return c;
+}
+
+template <bool kOpt>
+qconf::MoeLayerStages run_layer(int64_t tokens) {
+  const Problem& p = problem(8);  // its loaded weights (its x and group_list are not used)
+  const LayerActs& a = layer_acts(tokens);
+  static const qconf::TensorMap no_weights;
+  qconf::MoeLayerArgs args;
+  args.x = &a.x;
+  args.router_logits = &a.logits;
+  args.bias = &a.bias;
+  args.weights = &no_weights;
+  const auto mlp = [&p](const qconf::ExpertMlpInput& in, const qconf::TensorMap&,
+                        qconf::TensorMap&) {
+    if constexpr (kOpt)
+      return qconf::opt::w4a8_moe_expert_mlp(*in.x, *in.counts, p.loaded, {}).y;
+    else
+      return qconf::ref::w4a8_moe_expert_mlp(*in.x, *in.counts, p.loaded, {}).y;
+  };
+  if constexpr (kOpt)
+    return qconf::opt::moe_layer(args, layer_config(), mlp);
+  else
+    return qconf::ref::moe_layer(args, layer_config(), mlp);
+}
+
+void BM_MoeW4a8FullLayer_Optimized(benchmark::State& st) {
+  const int64_t tokens = st.range(0);
+  problem(8);  // load the weights and draw the activations outside the timing
+  layer_acts(tokens);
+  int64_t rows = 0;
+  for (auto _ : st) {
+    auto s = run_layer<true>(tokens);
+    rows = s.dispatch.expanded_x.dim(0);
+    benchmark::DoNotOptimize(s.combine.out.bytes());
+  }
+  st.counters["local_rows"] = static_cast<double>(rows);
+}
+BENCHMARK(BM_MoeW4a8FullLayer_Optimized)
+    ->Arg(16)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_MoeW4a8FullLayer_Reference(benchmark::State& st) {
+  const int64_t tokens = st.range(0);
+  static bool checked = false;
+  if (!checked) {
+    checked = true;
+    if (!run_layer<true>(tokens).combine.out.bit_equal(run_layer<false>(tokens).combine.out))
+      throw std::runtime_error("moe_w4a8 full layer bench: optimized and reference differ");
+  }
+  for (auto _ : st) {
+    auto s = run_layer<false>(tokens);
+    benchmark::DoNotOptimize(s.combine.out.bytes());
+  }
+}
+BENCHMARK(BM_MoeW4a8FullLayer_Reference)
     ->Arg(16)
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1)
