@@ -189,68 +189,15 @@ inline Check bounded(Tensor exact, Tensor bound) {
   return c;
 }
 
-inline std::map<std::string, Check> oracle(const Spec& s, const Params& p, const TensorMap& in,
-                                           const TensorMap& out) {
-  std::map<std::string, Check> m;
-  const DType pdt = scheme_pipeline::pdt_of(p);
-  const MoeLayerConfig cfg = config_of(s, p);
-  const Tensor& logits = in.at("router_logits");
-  const int64_t t_count = logits.dim(0), experts = logits.dim(1), k = cfg.routing.top_k;
-
-  // Router: moe_gating_top_k's own checks (as scheme_w8a8_dynamic_moe).
-  const Tensor emap = moe_expert_map(experts, cfg);
-  RoutingArgs ra;
-  ra.logits = &logits;
-  auto bi = in.find("e_score_correction_bias");
-  ra.bias = bi == in.end() ? nullptr : &bi->second;
-  ra.expert_map = emap.numel() ? &emap : nullptr;
-  const RoutingBounds rb = ref::moe_gating_top_k_bounds(ra, cfg.routing);
-  if (!rb.alt_rows.empty())
-    throw std::runtime_error(
-        std::string(s.op) + ": token " + std::to_string(rb.alt_rows[0]) +
-        "'s expert set is not unique under the stated exp accuracy (moe_gating_top_k lists "
-        "alternatives); the downstream stages assume one expert set: use other router_logits "
-        "(another --seed)");
-  Check ids;
-  ids.mode = CheckMode::kRowSet;
-  ids.accept.offsets = {0};
-  ids.accept.values = Tensor(DType::kI32, {0});
-  m["topk_ids"] = std::move(ids);
-  m["expert_weights"] = bounded(rb.weights_exact, rb.weights_bound);
-  m["expert_weights"].degenerate_ok = true;
-
-  // The expert MLP: the dispatched op's oracle on the (exact) dispatch outputs.
-  TensorMap mi = local_weights(s, in, cfg);
-  mi["x"] = out.at("expanded_x");
-  mi["group_list"] = out.at("expert_tokens");
-  TensorMap mo;
-  for (const StageDef& d : s.mlp->stages) {
-    const std::string n = d.name == "y" ? "expert_out" : d.name;
-    auto it = out.find(n);
-    if (it != out.end()) mo[d.name] = it->second;
-  }
-  std::map<std::string, Check> mm =
-      s.mlp->oracle ? s.mlp->oracle(p, mi, mo) : std::map<std::string, Check>{};
-  const Tensor& eo = out.at("expert_out");
+// The check of a MoE layer's output y (shared by every MoE layer op): the combine's own bound on
+// the reference inputs, plus the propagated uncertainty of its inputs: expert_out rows (eo_dev:
+// the deviation from eo any legitimate implementation may show, per element) and the pdt cast of
+// the bounded router weights (docs/bounds.md, scheme_w8a8_dynamic_moe).
+inline Check moe_layer_y_check(const Params& p, const TensorMap& in, const RoutingArgs& ra,
+                               const RoutingBounds& rb, const MoeLayerConfig& cfg, const Tensor& eo,
+                               const Tensor& eo_dev, DType pdt) {
+  const int64_t t_count = ra.logits->dim(0), experts = ra.logits->dim(1), k = cfg.routing.top_k;
   const int64_t h = eo.dim(1);
-  // expert_out's deviation any legitimate implementation may show, around the reference value.
-  Tensor eo_dev(DType::kF64, eo.shape());
-  {
-    auto it = mm.find("y");
-    for (int64_t i = 0; i < eo.numel(); ++i) {
-      double d = 0;
-      if (it != mm.end() && it->second.mode == CheckMode::kBounded) {
-        const double v = to_double(eo, i);
-        d = std::fabs(v - (*it->second.exact).data<double>()[i]) +
-            (*it->second.bound).data<double>()[i];
-      }
-      eo_dev.data<double>()[i] = d;
-    }
-  }
-  for (auto& [n, c] : mm) m[n == "y" ? "expert_out" : n] = std::move(c);
-
-  // y: the combine's own bound on the reference inputs, plus the propagated uncertainty of its
-  // inputs (expert_out rows, and the pdt cast of the bounded router weights).
   RoutingStages rs = ref::moe_gating_top_k(ra, cfg.routing);
   Tensor tw(pdt, {t_count, k});
   for (int64_t i = 0; i < t_count * k; ++i)
@@ -311,7 +258,69 @@ inline std::map<std::string, Check> oracle(const Spec& s, const Params& p, const
       }
     }
   }
-  m["y"] = bounded(cb.exact, cb.bound);
+  return bounded(cb.exact, cb.bound);
+}
+
+inline std::map<std::string, Check> oracle(const Spec& s, const Params& p, const TensorMap& in,
+                                           const TensorMap& out) {
+  std::map<std::string, Check> m;
+  const DType pdt = scheme_pipeline::pdt_of(p);
+  const MoeLayerConfig cfg = config_of(s, p);
+  const Tensor& logits = in.at("router_logits");
+  const int64_t experts = logits.dim(1);
+
+  // Router: moe_gating_top_k's own checks (as scheme_w8a8_dynamic_moe).
+  const Tensor emap = moe_expert_map(experts, cfg);
+  RoutingArgs ra;
+  ra.logits = &logits;
+  auto bi = in.find("e_score_correction_bias");
+  ra.bias = bi == in.end() ? nullptr : &bi->second;
+  ra.expert_map = emap.numel() ? &emap : nullptr;
+  const RoutingBounds rb = ref::moe_gating_top_k_bounds(ra, cfg.routing);
+  if (!rb.alt_rows.empty())
+    throw std::runtime_error(
+        std::string(s.op) + ": token " + std::to_string(rb.alt_rows[0]) +
+        "'s expert set is not unique under the stated exp accuracy (moe_gating_top_k lists "
+        "alternatives); the downstream stages assume one expert set: use other router_logits "
+        "(another --seed)");
+  Check ids;
+  ids.mode = CheckMode::kRowSet;
+  ids.accept.offsets = {0};
+  ids.accept.values = Tensor(DType::kI32, {0});
+  m["topk_ids"] = std::move(ids);
+  m["expert_weights"] = bounded(rb.weights_exact, rb.weights_bound);
+  m["expert_weights"].degenerate_ok = true;
+
+  // The expert MLP: the dispatched op's oracle on the (exact) dispatch outputs.
+  TensorMap mi = local_weights(s, in, cfg);
+  mi["x"] = out.at("expanded_x");
+  mi["group_list"] = out.at("expert_tokens");
+  TensorMap mo;
+  for (const StageDef& d : s.mlp->stages) {
+    const std::string n = d.name == "y" ? "expert_out" : d.name;
+    auto it = out.find(n);
+    if (it != out.end()) mo[d.name] = it->second;
+  }
+  std::map<std::string, Check> mm =
+      s.mlp->oracle ? s.mlp->oracle(p, mi, mo) : std::map<std::string, Check>{};
+  const Tensor& eo = out.at("expert_out");
+  // expert_out's deviation any legitimate implementation may show, around the reference value.
+  Tensor eo_dev(DType::kF64, eo.shape());
+  {
+    auto it = mm.find("y");
+    for (int64_t i = 0; i < eo.numel(); ++i) {
+      double d = 0;
+      if (it != mm.end() && it->second.mode == CheckMode::kBounded) {
+        const double v = to_double(eo, i);
+        d = std::fabs(v - (*it->second.exact).data<double>()[i]) +
+            (*it->second.bound).data<double>()[i];
+      }
+      eo_dev.data<double>()[i] = d;
+    }
+  }
+  for (auto& [n, c] : mm) m[n == "y" ? "expert_out" : n] = std::move(c);
+
+  m["y"] = moe_layer_y_check(p, in, ra, rb, cfg, eo, eo_dev, pdt);
   return m;
 }
 

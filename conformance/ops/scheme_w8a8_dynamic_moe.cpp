@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "moe_layer_wrap.h"
 #include "qconf/numeric/fp_ops.h"
 #include "qconf/ops/expert_mlp.h"
 #include "qconf/ops/moe_layer.h"
@@ -153,17 +154,6 @@ double round_pdt(float v, DType pdt) {
                              : num::f16_to_f32(num::f32_to_f16(v));
 }
 
-// One unit in the last place of the params dtype at magnitude m (normal range; fp16 subnormal
-// floor).
-double ulp_pdt(double m, DType pdt) {
-  const int mant = pdt == DType::kBF16 ? 7 : 10;
-  int e = 0;
-  std::frexp(m, &e);  // m in [2^(e-1), 2^e)
-  int ex = e - 1;
-  if (pdt == DType::kF16 && ex < -14) ex = -14;
-  return std::ldexp(1.0, ex - mant);
-}
-
 // The gmm2 epilogue of npu_grouped_matmul (npu_quant_matmul's vector path): fp32(acc) * scale
 // * per_token_scale, each an fp32 RNE multiply, then RNE to the output dtype. Evaluated with the
 // host's IEEE binary32 multiply (correctly rounded; -ffp-contract=off), which equals
@@ -181,7 +171,7 @@ std::map<std::string, Check> oracle(const Params& p, const TensorMap& in, const 
   const MoeLayerConfig cfg = config_of(p);
   const W8a8MoeMlpPath path = path_of(p);
   const Tensor& logits = in.at("router_logits");
-  const int64_t t_count = logits.dim(0), experts = logits.dim(1), k = cfg.routing.top_k;
+  const int64_t experts = logits.dim(1);
 
   // Router: moe_gating_top_k's own checks.
   const Tensor emap = moe_expert_map(experts, cfg);
@@ -291,69 +281,8 @@ std::map<std::string, Check> oracle(const Params& p, const TensorMap& in, const 
   }
   m["expert_out"] = bounded(eo_exact, eo_bound);
 
-  // y: the combine's own bound on the reference inputs, plus the propagated uncertainty of its
-  // inputs (expert_out rows, and the pdt cast of the bounded router weights).
-  RoutingStages rs = ref::moe_gating_top_k(ra, cfg.routing);
-  Tensor tw(pdt, {t_count, k});
-  for (int64_t i = 0; i < t_count * k; ++i)
-    tw.data<uint16_t>()[i] =
-        pdt == DType::kBF16 ? num::f32_to_bf16(static_cast<float>(to_double(rs.topk_weights, i)))
-                            : num::f32_to_f16(static_cast<float>(to_double(rs.topk_weights, i)));
-  const InitRoutingV2Stages d = ref::npu_moe_init_routing_v2(
-      in.at("x"), rs.topk_ids, nullptr, nullptr, moe_dispatch_config(t_count, experts, cfg));
-  const bool ep = cfg.local_count >= 0 && cfg.local_count < experts;
-  Tensor idx(DType::kI32, {t_count * k});
-  for (int64_t i = 0; i < t_count * k; ++i) {
-    const int32_t v = d.expanded_row_idx.data<int32_t>()[i];
-    idx.data<int32_t>()[i] = ep ? v : std::abs(v);
-  }
-  const AccPrecision accp = parse_acc_precision(param_str(p, "acc_precision", "fp32"));
-  CombineBounds cb;
-  if (!ep) {
-    TokenUnpermuteArgs ua;
-    ua.permuted = &eo;
-    ua.indices = &idx;
-    ua.probs = &tw;
-    cb = ref::npu_moe_token_unpermute_bounds(ua, accp);
-  } else {
-    FinalizeRoutingArgs fa;
-    fa.rows = &eo;
-    fa.scales = &tw;
-    fa.src_to_dst = &idx;
-    fa.drop_pad_mode = 2;
-    cb = ref::npu_moe_finalize_routing_bounds(fa, accp);
-  }
-  for (int64_t t = 0; t < t_count; ++t) {
-    // The pdt weights any implementation can hold: RN_pdt of the router's fp32 weight interval.
-    std::vector<double> dw(k, 0.0), wr(k, 0.0);
-    for (int64_t j = 0; j < k; ++j) {
-      const int32_t id = rs.topk_ids.data<int32_t>()[t * k + j];
-      wr[j] = to_double(tw, t * k + j);
-      const double we = rb.weights_exact.data<double>()[t * experts + id];
-      const double wb = rb.weights_bound.data<double>()[t * experts + id];
-      if (wb == 0) continue;
-      const float lo = std::nextafter(static_cast<float>(we - wb), -INFINITY);
-      const float hi = std::nextafter(static_cast<float>(we + wb), INFINITY);
-      dw[j] =
-          std::max(std::fabs(round_pdt(lo, pdt) - wr[j]), std::fabs(round_pdt(hi, pdt) - wr[j]));
-    }
-    for (int64_t n = 0; n < h; ++n) {
-      double pert = 0;
-      for (int64_t j = 0; j < k; ++j) {
-        const int32_t row = idx.data<int32_t>()[t * k + j];
-        if (row < 0 || (ep && d.expanded_row_idx.data<int32_t>()[t * k + j] < 0)) continue;
-        const double rv = std::fabs(to_double(eo, row * h + n));
-        const double rbd = eo_bound.data<double>()[row * h + n];
-        pert += std::fabs(wr[j]) * rbd + dw[j] * (rv + rbd);
-      }
-      double& bd = cb.bound.data<double>()[t * h + n];
-      if (pert > 0) {
-        pert *= 1.0 + std::ldexp(1.0, -30);
-        bd = bd + pert + ulp_pdt(std::fabs(cb.exact.data<double>()[t * h + n]) + pert + bd, pdt);
-      }
-    }
-  }
-  m["y"] = bounded(cb.exact, cb.bound);
+  // y: the shared layer-output check (expert_out's deviation is its bound: eo_exact is eo).
+  m["y"] = moe_layer_wrap::moe_layer_y_check(p, in, ra, rb, cfg, eo, eo_bound, pdt);
   return m;
 }
 
