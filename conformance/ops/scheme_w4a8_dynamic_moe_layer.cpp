@@ -35,12 +35,38 @@ const moe_layer_wrap::Spec& spec() {
   return s;
 }
 
+// A float16 model is not modelled, on upstream's word: vllm-ascend's quant_apply_mlp
+// (vllm_ascend/ops/fused_moe/moe_mlp.py, the `w1_scale_bias is not None` branch every
+// W4A8_DYNAMIC MoE layer takes, both formats: ModelSlim loads scale_bias, LLM-Compressor computes
+// it) sets `_output_dtype = torch.bfloat16` ("TODO w4a8 scene: dynamic acquisition of dtype in
+// the future") and DeviceOperator.npu_grouped_matmul_gmm2 passes it to npu_grouped_matmul as
+// output_dtype, so gmm2 returns bfloat16 rows whatever the model dtype. The combine
+// (TokenDispatcherWithAllGather.token_combine -> npu_moe_token_unpermute) then gets bfloat16 rows
+// with float16 topk_weights (w4a8.py apply: topk_weights.to(x.dtype)): a mix the
+// aclnnMoeTokenUnpermute documentation does not define (docs/divergences.md, "W4A8_DYNAMIC MoE
+// layer, float16 model"). The expert MLP alone (scheme_w4a8_dynamic_moe) does model float16
+// activations: its y is bfloat16, as upstream's gmm2.
+void reject_fp16_model(const Params& p) {
+  if (scheme_pipeline::pdt_of(p) != DType::kF16) return;
+  throw std::invalid_argument(
+      std::string(kOp) +
+      ": params_dtype float16 is not supported: vllm-ascend forces W4A8_DYNAMIC MoE gmm2's "
+      "output to bfloat16 (vllm_ascend/ops/fused_moe/moe_mlp.py quant_apply_mlp: "
+      "`_output_dtype = torch.bfloat16` when w1_scale_bias is set, a TODO upstream), so the "
+      "combine npu_moe_token_unpermute would mix bfloat16 expert rows with float16 topk_weights "
+      "(w4a8.py AscendW4A8DynamicFusedMoEMethod.apply), which aclnnMoeTokenUnpermute does not "
+      "define (docs/divergences.md \"W4A8_DYNAMIC MoE layer, float16 model\"); the expert MLP "
+      "on dispatched rows (scheme_w4a8_dynamic_moe) accepts float16 x and returns bfloat16 y");
+}
+
 template <bool kOpt>
 void run(const Params& p, const TensorMap& in, TensorMap& out) {
+  reject_fp16_model(p);
   moe_layer_wrap::run<kOpt>(spec(), p, in, out);
 }
 
 std::map<std::string, Check> oracle(const Params& p, const TensorMap& in, const TensorMap& out) {
+  reject_fp16_model(p);
   return moe_layer_wrap::oracle(spec(), p, in, out);
 }
 

@@ -182,4 +182,27 @@ TEST(CheckpointMoeW4, MissingDeclaredScaleBiasIsNamed) {
   }
 }
 
+// A float16 W4A8_DYNAMIC model (both formats): `--run` stops with an error citing upstream's
+// forced bf16 gmm2 output (vllm-ascend moe_mlp.py quant_apply_mlp) and writes no vectors; the
+// same checkpoint in bfloat16 runs.
+TEST(CheckpointMoeW4, W4a8Fp16ModelIsRejectedCitingUpstream) {
+  for (const bool llmc : {false, true}) {
+    TempDir d(llmc ? "w4a8_llmc_fp16" : "w4a8_ms_fp16");
+    if (llmc)
+      write_w4a8_llmc(d.path, 16, 32);
+    else
+      w4a8_modelslim(16, 32).write(d.path);
+    const std::string out = (d.path / "vectors").string();
+    const std::string cmd =
+        "checkpoint " + d.str() + " --layer " + kMoe + " --run --seed 3 --tokens 5 --out " + out;
+    CmdResult r = run_qconf(cmd + " --params-dtype float16");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("params_dtype float16 is not supported")) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("vllm_ascend/ops/fused_moe/moe_mlp.py quant_apply_mlp")) << r.out;
+    EXPECT_FALSE(fs::exists(out + "/scheme_w4a8_dynamic_moe_layer.json"));
+    CmdResult ok = run_qconf(cmd + " --params-dtype bfloat16");
+    EXPECT_EQ(ok.code, 0) << ok.out;
+  }
+}
+
 }  // namespace

@@ -2,9 +2,12 @@
 // the MoE skeleton around the dispatched-rows expert MLP ops): the optimized implementation
 // passes every stage of every case, and planted bugs (gate/up stacked the other way, an EP port
 // adding row 1 for tokens routed to no local expert, combine weights not applied) are caught.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
+#include <optional>
 
 #include "qconf/conformance/op.h"
 #include "qconf/conformance/verdict.h"
@@ -135,6 +138,54 @@ TEST(MoeW4Layer, CombineWithoutRouterWeightsIsCaught) {
     for (int64_t i = 0; i < y.numel(); ++i) y.data<uint16_t>()[i] = from_f32(y.dtype(), acc[i]);
     EXPECT_EQ(k.verdict("y", y), conf::Verdict::kFail) << name;
   }
+}
+
+// A float16 model: upstream forces W4A8 gmm2's output to bf16 (moe_mlp.py quant_apply_mlp), so
+// the layer is rejected with an error citing it, by the reference, the optimized op and the
+// oracle alike; the same case in bfloat16 runs (so the rejection is the dtype, not the case).
+TEST(MoeW4a8Layer, Fp16ParamsDtypeIsRejectedCitingUpstream) {
+  const conf::OpDef& d = op("scheme_w4a8_dynamic_moe_layer");
+  std::optional<conf::CaseSpec> c;
+  for (const conf::CaseSpec& x : d.cases())
+    if (x.name == "modelslim_softmax_e4_top2") c = x;
+  ASSERT_TRUE(c.has_value());
+  TensorMap ok;
+  ASSERT_NO_THROW(d.reference(c->params, c->inputs, ok));
+  conf::Params p = c->params;
+  p["params_dtype"] = "float16";
+  TensorMap in = c->inputs;
+  Tensor x16(DType::kF16, in.at("x").shape());
+  for (int64_t i = 0; i < x16.numel(); ++i)
+    x16.data<uint16_t>()[i] = num::f32_to_f16(num::bf16_to_f32(in.at("x").data<uint16_t>()[i]));
+  in["x"] = x16;
+  auto expect_cited = [](const std::function<void()>& f, const char* who) {
+    try {
+      f();
+      ADD_FAILURE() << who << ": float16 accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("vllm_ascend/ops/fused_moe/moe_mlp.py")) << who;
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("bfloat16")) << who;
+    }
+  };
+  TensorMap out;
+  expect_cited([&] { d.reference(p, in, out); }, "reference");
+  expect_cited([&] { d.optimized(p, in, out); }, "optimized");
+  expect_cited([&] { d.oracle(p, in, ok); }, "oracle");
+}
+
+// The dispatched-rows op models the fp16 model's expert MLP as upstream runs it: float16 x in,
+// bfloat16 y out (gmm2's forced output dtype).
+TEST(MoeW4a8Layer, DispatchedExpertMlpOfAFp16ModelReturnsBf16) {
+  const conf::OpDef& d = op("scheme_w4a8_dynamic_moe");
+  for (const conf::CaseSpec& c : d.cases()) {
+    if (c.name != "llmcompressor_fp16_x") continue;
+    ASSERT_EQ(c.inputs.at("x").dtype(), DType::kF16);
+    TensorMap out;
+    d.reference(c.params, c.inputs, out);
+    EXPECT_EQ(out.at("y").dtype(), DType::kBF16);
+    return;
+  }
+  ADD_FAILURE() << "no case llmcompressor_fp16_x";
 }
 
 }  // namespace
