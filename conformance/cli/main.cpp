@@ -6,7 +6,8 @@
 //   qconf describe CASE_ID
 //   qconf identify-format PRODUCED [--input FILE] [--offset FILE]
 //   qconf list schemes [--tensors]
-//   qconf checkpoint DIR [--layer PREFIX [--run --out DIR --seed S --tokens M]]
+//   qconf checkpoint DIR [--layer PREFIX [--run --out DIR --seed S --tokens M
+//                         --router-sigma-log2 S]]
 // Exit codes: 0 success, 1 a FAIL/CRASH/TIMEOUT/UNIMPLEMENTED verdict or golden drift,
 // 2 bad usage or a fixture that cannot be loaded. identify-format: 0 one encoding identified,
 // 1 none, 3 ambiguous (several remain), 2 bad usage or unreadable input.
@@ -204,6 +205,8 @@ int main(int argc, char** argv) {
   ckpt_cmd->add_flag("--run", ckpt_run.run, "run the layer's pipeline and write a fixture");
   ckpt_cmd->add_option("--seed", ckpt_run.seed, "seed of the activations (default 0)");
   ckpt_cmd->add_option("--tokens", ckpt_run.tokens, "rows of activations (default 4)");
+  ckpt_cmd->add_option("--router-sigma-log2", ckpt_run.router_sigma_log2,
+                       "MoE layers: router_logits ~ N(0, (2^S)^2) (default 0: N(0, 1))");
   ckpt_cmd->add_option("--out", ckpt_run.out_dir, "fixture directory for `qconf run --golden-dir`");
   ckpt_cmd->add_option("--skip-rule", ckpt_skip, "vllm_ascend_prefix (default) | exact_component")
       ->check(CLI::IsMember({"vllm_ascend_prefix", "exact_component"}));

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "../ops/moe_layer_wrap.h"
 #include "qconf/conformance/op.h"
 #include "qconf/numeric/float_format.h"
 #include "qconf/rng/generators.h"
@@ -249,10 +250,77 @@ void moe_params_from_config(const std::string& dir, int64_t experts, Params& p) 
     p["routed_scaling_factor"] =
         static_cast<double>(static_cast<float>(cfg["routed_scaling_factor"].get<double>()));
 }
+// The first token whose top-k expert set is not unique under the router's stated exp accuracy
+// (moe_gating_top_k_bounds lists alternatives, as the MoE layer oracles do before they refuse
+// the case), or -1. Routing params as every MoE layer op reads them (moe_layer_wrap::config_of).
+int64_t ambiguous_token(const CaseSpec& s, const std::string& op) {
+  moe_layer_wrap::Spec spec;
+  spec.op = op.c_str();
+  const MoeLayerConfig cfg = moe_layer_wrap::config_of(spec, s.params);
+  const Tensor& logits = s.inputs.at("router_logits");
+  const Tensor emap = moe_expert_map(logits.dim(1), cfg);
+  RoutingArgs ra;
+  ra.logits = &logits;
+  auto b = s.inputs.find("e_score_correction_bias");
+  ra.bias = b == s.inputs.end() ? nullptr : &b->second;
+  ra.expert_map = emap.numel() ? &emap : nullptr;
+  const RoutingBounds rb = ref::moe_gating_top_k_bounds(ra, cfg.routing);
+  return rb.alt_rows.empty() ? -1 : rb.alt_rows[0];
+}
+
+// router_logits float32 [tokens, E] ~ N(0, (2^sigma_log2)^2). Draw 0 is stream 1 of the case seed
+// `sd` (the vectors of every earlier release); when a token's expert set is not unique within
+// the exp accuracy (the layer oracles need one expert set per token), draw a = 1, 2, ... is
+// stream 1 of seed_from_string("<op>/<case name>/router_draw<a>"), up to kCheckpointRouterDraws
+// draws in all. The draw used is recorded in the case name (suffix _draw<a>) and comment;
+// every draw failing is an error naming the last ambiguous token.
+void draw_router_logits(CaseSpec& s, const std::string& op, uint64_t sd, int64_t tokens,
+                        int64_t experts, int sigma_log2) {
+  const std::string base = s.name;
+  int64_t bad = -1;
+  for (int a = 0; a < kCheckpointRouterDraws; ++a) {
+    const std::string key = op + "/" + base + "/router_draw" + std::to_string(a);
+    const uint64_t seed = a == 0 ? sd : rng::seed_from_string(key);
+    s.inputs["router_logits"] = gen::float_tensor(DType::kF32, {tokens, experts},
+                                                  gen::FloatDist::normal(sigma_log2), seed, 1);
+    bad = ambiguous_token(s, op);
+    if (bad >= 0) continue;
+    const std::string sigma =
+        sigma_log2 == 0 ? "N(0, 1)" : "N(0, 2^" + std::to_string(2 * sigma_log2) + ")";
+    if (a == 0) {
+      if (sigma_log2 != 0) s.comment += "; router_logits " + sigma;
+    } else {
+      s.name = base + "_draw" + std::to_string(a);
+      s.comment += "; router_logits " + sigma + ", draw " + std::to_string(a) + ": stream 1 of \"" +
+                   key + "\" (" +
+                   (a == 1 ? std::string("draw 0") : "draws 0 to " + std::to_string(a - 1)) +
+                   " left a token whose expert set is not unique within the exp accuracy)";
+    }
+    return;
+  }
+  throw std::runtime_error(
+      "router_logits: every one of the " + std::to_string(kCheckpointRouterDraws) +
+      " seeded draws (draw 0 = the case seed, then \"" + op + "/" + base +
+      "/router_draw<a>\") leaves a token whose top-k expert set is not unique within the router's "
+      "exp accuracy (last draw: token " +
+      std::to_string(bad) +
+      "); the layer's checks need one expert set per token: use another --seed, fewer --tokens "
+      "or a larger --router-sigma-log2");
+}
 }  // namespace
 
 Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
                                  uint64_t seed, int64_t tokens) {
+  CheckpointRunOptions o;
+  o.seed = seed;
+  o.tokens = tokens;
+  return checkpoint_layer_fixture(c, layer, o);
+}
+
+Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
+                                 const CheckpointRunOptions& opts) {
+  const uint64_t seed = opts.seed;
+  const int64_t tokens = opts.tokens;
   if (layer.pipeline_op.empty())
     throw std::logic_error("layer " + layer.prefix + " has no pipeline op");
   const OpDef* def = OpRegistry::instance().find(layer.pipeline_op);
@@ -314,8 +382,7 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
       const int64_t h =
           layer.symbols.count("H") ? layer.symbols.at("H") : s.inputs.at("w13_weight").dim(2);
       s.inputs["x"] = gen::float_tensor(pdt, {tokens, h}, gen::FloatDist::normal(0), sd, 0);
-      s.inputs["router_logits"] =
-          gen::float_tensor(DType::kF32, {tokens, experts}, gen::FloatDist::normal(0), sd, 1);
+      draw_router_logits(s, layer.pipeline_op, sd, tokens, experts, opts.router_sigma_log2);
       specs.push_back(std::move(s));
       continue;
     }
@@ -378,7 +445,7 @@ int checkpoint_command(const std::string& dir, const ckpt::CheckpointOptions& op
     return kCkptNotImplemented;
   }
   try {
-    Fixture f = checkpoint_layer_fixture(*c, *l, run.seed, run.tokens);
+    Fixture f = checkpoint_layer_fixture(*c, *l, run);
     fs::create_directories(run.out_dir);
     const std::string text = fixture_to_text(f);
     const std::string name = f.op + ".json";

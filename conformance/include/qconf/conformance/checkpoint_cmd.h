@@ -22,7 +22,14 @@ struct CheckpointRunOptions {
   uint64_t seed = 0;
   int64_t tokens = 4;  // M: rows of seeded activations
   std::string out_dir;
+  // MoE layers: router_logits ~ N(0, (2^router_sigma_log2)^2) (default N(0, 1)).
+  int router_sigma_log2 = 0;
 };
+
+// MoE layers: how many seeded router_logits draws `--run` tries before it gives up on a
+// token whose top-k expert set is not unique within the router's exp accuracy (draw 0 is the
+// case seed's stream 1, draw a > 0 is seeded by "<op>/<case name>/router_draw<a>").
+inline constexpr int kCheckpointRouterDraws = 16;
 
 // The fixture of one layer's pipeline on seeded activations: one case per shard (fused layers
 // are column blocks of the same computation). Throws on a layer it cannot run.
@@ -39,7 +46,11 @@ struct CheckpointRunOptions {
 //                 scale_bias of an LLM-Compressor W4A8 checkpoint) and the checkpoint lacks is
 //                 left out (the op's format param says how it is computed);
 //   x             [tokens, H] seeded N(0, 1) in the params dtype (stream 0);
-//   router_logits float32 [tokens, E] seeded N(0, 1) (stream 1);
+//   router_logits float32 [tokens, E] seeded N(0, 1) (stream 1; N(0, 2^(2 s)) with
+//                 router_sigma_log2 = s); redrawn (up to kCheckpointRouterDraws draws, seeded by
+//                 "<op>/<case name>/router_draw<a>") while a token's top-k expert set is not
+//                 unique within the router's exp accuracy; a redraw a > 0 names the case
+//                 "<name>_draw<a>" and says so in its comment; every draw ambiguous: an error;
 //   e_score_correction_bias (if the op declares it) float32 [E] from
 //                 {parent}.gate.e_score_correction_bias when the checkpoint has it.
 // Routing params come from config.json (num_experts_per_tok, n_group, topk_group,
@@ -48,6 +59,9 @@ struct CheckpointRunOptions {
 // the scheme declares is a CheckpointError naming it.
 Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
                                  uint64_t seed, int64_t tokens);
+// The same with every run option (seed, tokens, router_sigma_log2).
+Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
+                                 const CheckpointRunOptions& opts);
 
 // The whole command; prints to `out` / `err`; returns one of the exit codes above.
 int checkpoint_command(const std::string& dir, const ckpt::CheckpointOptions& opts,
