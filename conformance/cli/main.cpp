@@ -7,7 +7,7 @@
 //   qconf identify-format PRODUCED [--input FILE] [--offset FILE]
 //   qconf list schemes [--tensors]
 //   qconf checkpoint DIR [--layer PREFIX [--run --out DIR --seed S --tokens M
-//                         --router-sigma-log2 S]]
+//                         --tp-size N --tp-rank R --router-sigma-log2 S]]
 // Exit codes: 0 success, 1 a FAIL/CRASH/TIMEOUT/UNIMPLEMENTED verdict or golden drift,
 // 2 bad usage or a fixture that cannot be loaded. identify-format: 0 one encoding identified,
 // 1 none, 3 ambiguous (several remain), 2 bad usage or unreadable input.
@@ -205,6 +205,10 @@ int main(int argc, char** argv) {
   ckpt_cmd->add_flag("--run", ckpt_run.run, "run the layer's pipeline and write a fixture");
   ckpt_cmd->add_option("--seed", ckpt_run.seed, "seed of the activations (default 0)");
   ckpt_cmd->add_option("--tokens", ckpt_run.tokens, "rows of activations (default 4)");
+  ckpt_cmd->add_option("--tp-size", ckpt_run.tp_size,
+                       "--run: produce the vectors of one tensor-parallel rank of this many "
+                       "(default 1)");
+  ckpt_cmd->add_option("--tp-rank", ckpt_run.tp_rank, "--run: that rank (default 0)");
   ckpt_cmd->add_option("--router-sigma-log2", ckpt_run.router_sigma_log2,
                        "MoE layers: router_logits ~ N(0, (2^S)^2) (default 0: N(0, 1))");
   ckpt_cmd->add_option("--out", ckpt_run.out_dir, "fixture directory for `qconf run --golden-dir`");
@@ -291,6 +295,9 @@ int main(int argc, char** argv) {
     if (*ckpt_cmd) {
       ckpt_opts.skip_rule = schemes::parse_skip_rule(ckpt_skip);
       if (!ckpt_pdt.empty()) ckpt_opts.params_dtype = ckpt_pdt == "float16" ? "F16" : "BF16";
+      // --tp-size also sets the validator's tp (its shape rules, e.g. W4A8's 16 / tp) unless
+      // --tp says otherwise.
+      if (ckpt_run.tp_size > 1 && ckpt_opts.tp == 1) ckpt_opts.tp = ckpt_run.tp_size;
       return checkpoint_command(ckpt_dir, ckpt_opts, ckpt_run, stdout, stderr);
     }
     if (*describe) return cmd_describe(case_id, golden_dir);

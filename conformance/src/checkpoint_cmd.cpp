@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "../ops/moe_layer_wrap.h"
 #include "qconf/conformance/op.h"
@@ -250,6 +251,176 @@ void moe_params_from_config(const std::string& dir, int64_t experts, Params& p) 
     p["routed_scaling_factor"] =
         static_cast<double>(static_cast<float>(cfg["routed_scaling_factor"].get<double>()));
 }
+// ---- tensor parallelism (`--tp-size N --tp-rank R`) ---------------------------------------
+// One TP rank's tensors as vLLM's parallel layers shard them at load (vllm
+// model_executor/layers/linear.py weight_loader: narrow(output_dim | input_dim, rank * shard,
+// shard); vllm-ascend inherits them):
+//   column-parallel (ColumnParallelLinear / QKVParallelLinear / MergedColumnParallelLinear):
+//     the output dim N is split: weight rows and every per-output-channel tensor (scales,
+//     offsets, deq_scale, quant_bias, bias); x is the whole activation;
+//   row-parallel (RowParallelLinear): the input dim K is split: weight columns, per-group scales
+//     and offsets along their group dim, x's columns (the rank's slice of the activation, as the
+//     column-parallel layer before it leaves it); per-channel scales whole; the bias only on rank
+//     0 (RowParallelLinear.forward: `bias_ = None if self.tp_rank > 0`; w8a8_static.py apply:
+//     `quant_bias = layer.quant_bias if tp_rank == 0 else None`); the partial outputs are summed
+//     by the all-reduce (reduce_results), not modelled here.
+// Which class a module is: by its name, the Llama / Qwen / DeepSeek modules (tp_kind_of).
+enum class TpKind { kColumn, kRow };
+
+std::optional<TpKind> tp_kind_of(const std::string& prefix) {
+  const std::string leaf = prefix.substr(prefix.rfind('.') + 1);
+  for (const char* c : {"q_proj", "k_proj", "v_proj", "qkv_proj", "gate_proj", "up_proj",
+                        "gate_up_proj", "q_b_proj", "kv_b_proj"})
+    if (leaf == c) return TpKind::kColumn;
+  for (const char* r : {"o_proj", "down_proj"})
+    if (leaf == r) return TpKind::kRow;
+  return std::nullopt;
+}
+
+// Elements [lo, lo + len) of dim d.
+Tensor slice_dim(const Tensor& t, int d, int64_t lo, int64_t len) {
+  Shape sh = t.shape();
+  const size_t es = dtype_size(t.dtype());
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < d; ++i) outer *= sh[i];
+  for (size_t i = d + 1; i < sh.size(); ++i) inner *= sh[i];
+  const int64_t full = sh[d];
+  sh[d] = len;
+  Tensor o(t.dtype(), sh);
+  for (int64_t a = 0; a < outer; ++a)
+    std::memcpy(o.bytes() + a * len * inner * es, t.bytes() + (a * full + lo) * inner * es,
+                len * inner * es);
+  return o;
+}
+
+// Tensor `name`'s dim d split into tp equal parts: the rank's part, or an error naming the
+// layer, tensor and dim.
+Tensor tp_part(const std::string& dir, const std::string& layer, const std::string& name,
+               const Tensor& t, int d, int64_t tp, int64_t rank) {
+  if (d >= t.rank() || t.dim(d) % tp != 0)
+    throw ckpt::CheckpointError(
+        dir, name, "shape",
+        "layer " + layer + ": dim " + std::to_string(d) + " of " + t.describe() +
+            " is not divisible by --tp-size " + std::to_string(tp) +
+            " (this tensor is split along that dim under tensor parallelism)");
+  const int64_t len = t.dim(d) / tp;
+  return slice_dim(t, d, rank * len, len);
+}
+
+// [E, 2R, ...]: the rank's part of each half (gate rows, then up rows) along dim 1, stacked again
+// (MergedColumnParallel w13: the loader narrows gate and up separately).
+Tensor tp_halves(const std::string& dir, const std::string& layer, const std::string& name,
+                 const Tensor& t, int64_t tp, int64_t rank) {
+  if (t.rank() < 2 || t.dim(1) % (2 * tp) != 0)
+    throw ckpt::CheckpointError(dir, name, "shape",
+                                "layer " + layer + ": dim 1 of " + t.describe() +
+                                    " (gate rows then up rows) is not divisible by 2 * --tp-size " +
+                                    std::to_string(tp));
+  const int64_t half = t.dim(1) / 2, len = half / tp;
+  const Tensor g = slice_dim(t, 1, rank * len, len), u = slice_dim(t, 1, half + rank * len, len);
+  Shape sh = t.shape();
+  sh[1] = 2 * len;
+  Tensor o(t.dtype(), sh);
+  const int64_t e = t.dim(0), part = g.nbytes() / e;
+  for (int64_t x = 0; x < e; ++x) {
+    std::memcpy(o.bytes() + 2 * x * part, g.bytes() + x * part, part);
+    std::memcpy(o.bytes() + (2 * x + 1) * part, u.bytes() + x * part, part);
+  }
+  return o;
+}
+
+// A linear case's inputs (x not yet drawn) -> the rank's; returns the layer's kind.
+TpKind shard_linear_case(const std::string& dir, const std::string& layer, const OpDef& def,
+                         int64_t tp, int64_t rank, CaseSpec& s) {
+  const std::optional<TpKind> kind = tp_kind_of(layer);
+  if (!kind)
+    throw ckpt::CheckpointError(
+        dir, layer, "",
+        "--tp-size " + std::to_string(tp) +
+            ": no tensor-parallel rule for this module (column-parallel: q/k/v/qkv/gate/up/"
+            "gate_up/q_b/kv_b_proj; row-parallel: o_proj, down_proj; others, e.g. the replicated "
+            "q_a_proj / kv_a_proj_with_mqa, run with --tp-size 1)");
+  const bool col = *kind == TpKind::kColumn;
+  for (auto& [in, t] : s.inputs) {
+    const std::string name = layer + "." + in;
+    if (in == "weight") {
+      t = tp_part(dir, layer, name, t, col ? 0 : 1, tp, rank);
+    } else if (in == "weight_scale" || in == "weight_offset") {
+      // Per channel [N, 1] / [N]: split with N (column) or whole (row); per group [N, K/g]:
+      // split along the group dim under row parallelism.
+      if (col)
+        t = tp_part(dir, layer, name, t, 0, tp, rank);
+      else if (t.rank() >= 2 && t.dim(1) > 1)
+        t = tp_part(dir, layer, name, t, 1, tp, rank);
+    } else if (in == "deq_scale") {
+      if (col) t = tp_part(dir, layer, name, t, 0, tp, rank);
+    } else if (in == "quant_bias" || in == "bias") {
+      if (col) {
+        t = tp_part(dir, layer, name, t, 0, tp, rank);
+      } else if (rank > 0) {
+        // Rank > 0 adds no bias: quant_bias (a declared int32 input) becomes zeros, the same
+        // arithmetic as None (an exact int32 + 0); an optional bias is dropped below.
+        std::memset(t.bytes(), 0, t.nbytes());
+      }
+    } else if (in != "input_scale" && in != "input_offset") {
+      throw std::invalid_argument(
+          "--tp-size " + std::to_string(tp) + ": " + def.name + " input \"" + in + "\" of layer " +
+          layer +
+          " has no tensor-parallel rule (modelled: weight, weight_scale, weight_offset, "
+          "deq_scale, quant_bias, bias, input_scale, input_offset): run it with --tp-size 1");
+    }
+  }
+  if (!col && rank > 0) s.inputs.erase("bias");
+  return *kind;
+}
+
+// A MoE case's stacked w13_* / w2_* inputs -> the rank's (FusedMoE under TP without expert
+// parallelism: every rank holds every expert with intermediate_size / tp; vllm FusedMoE
+// weight_loader narrows w13 (gate and up separately) along the output dim and w2 along its
+// input dim). Per tensor:
+//   w13_weight_shape [E, 2]: [2I/tp, H]; other w13_*: each half of dim 1 split;
+//   w2_weight_shape [E, 2]: [H, I/tp]; w2_weight / w2_weight_packed: the last dim split (ModelSlim
+//   W4A8 bytes pack along the output dim H, so the input dim I stays the last); w2 scales /
+//   offsets: per channel [E, H, 1] whole, per group [E, H, I/g] split along the last dim;
+//   w2_scale_bias (W4A8 ModelSlim [E, H, 16]): whole, the op's params tp / tp_rank select the
+//   rank's 16/tp columns at load (w4a8.py: the param is [E, H, 16 // tp]).
+void shard_moe_case(const std::string& dir, const std::string& layer, int64_t tp, int64_t rank,
+                    CaseSpec& s) {
+  for (auto& [in, t] : s.inputs) {
+    const std::string name = layer + "." + in;
+    if (in == "w13_weight_shape" || in == "w2_weight_shape") {
+      const int col = in == "w13_weight_shape" ? 0 : 1;
+      for (int64_t e = 0; e < t.dim(0); ++e) {
+        const int64_t v = t.int_at(2 * e + col);
+        if (v % (col == 0 ? 2 * tp : tp) != 0)
+          throw ckpt::CheckpointError(dir, name, "value",
+                                      "layer " + layer + ": " + std::to_string(v) +
+                                          " is not divisible by --tp-size " + std::to_string(tp));
+        if (t.dtype() == DType::kI32)
+          t.data<int32_t>()[2 * e + col] = static_cast<int32_t>(v / tp);
+        else
+          t.data<int64_t>()[2 * e + col] = v / tp;
+      }
+    } else if (in.rfind("w13_", 0) == 0) {
+      t = tp_halves(dir, layer, name, t, tp, rank);
+    } else if (in == "w2_scale_bias") {
+      s.params["tp"] = tp;
+      s.params["tp_rank"] = rank;
+    } else if (in.rfind("w2_", 0) == 0) {
+      const bool per_channel = (in != "w2_weight" && in != "w2_weight_packed") && t.dim(-1) == 1;
+      if (!per_channel) t = tp_part(dir, layer, name, t, t.rank() - 1, tp, rank);
+    }
+  }
+}
+
+// The case of one TP rank: name suffix _tp<N>r<R> (after every seed is drawn from the tp = 1
+// name, so all ranks and tp = 1 share x and router_logits) and the rule in the comment.
+void tp_label(CaseSpec& s, const CheckpointRunOptions& o, const std::string& rule) {
+  s.name += "_tp" + std::to_string(o.tp_size) + "r" + std::to_string(o.tp_rank);
+  s.comment += "; tensor parallel rank " + std::to_string(o.tp_rank) + " of " +
+               std::to_string(o.tp_size) + ": " + rule;
+}
+
 // The first token whose top-k expert set is not unique under the router's stated exp accuracy
 // (moe_gating_top_k_bounds lists alternatives, as the MoE layer oracles do before they refuse
 // the case), or -1. Routing params as every MoE layer op reads them (moe_layer_wrap::config_of).
@@ -321,6 +492,13 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
                                  const CheckpointRunOptions& opts) {
   const uint64_t seed = opts.seed;
   const int64_t tokens = opts.tokens;
+  if (opts.tp_size < 1 || opts.tp_rank < 0 || opts.tp_rank >= opts.tp_size)
+    throw std::invalid_argument("--tp-size must be >= 1 and --tp-rank in [0, tp-size), got " +
+                                std::to_string(opts.tp_size) + " / " +
+                                std::to_string(opts.tp_rank));
+  if (opts.tp_size > 1 && layer.layer_type == "kv_cache")
+    throw std::invalid_argument("--tp-size > 1: the C8 kv-cache layer " + layer.prefix +
+                                " has no tensor-parallel rule here (run it with --tp-size 1)");
   if (layer.pipeline_op.empty())
     throw std::logic_error("layer " + layer.prefix + " has no pipeline op");
   const OpDef* def = OpRegistry::instance().find(layer.pipeline_op);
@@ -383,6 +561,10 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
           layer.symbols.count("H") ? layer.symbols.at("H") : s.inputs.at("w13_weight").dim(2);
       s.inputs["x"] = gen::float_tensor(pdt, {tokens, h}, gen::FloatDist::normal(0), sd, 0);
       draw_router_logits(s, layer.pipeline_op, sd, tokens, experts, opts.router_sigma_log2);
+      if (opts.tp_size > 1) {
+        shard_moe_case(c.dir, p, opts.tp_size, opts.tp_rank, s);
+        tp_label(s, opts, "experts with intermediate_size / tp (w13 output rows, w2 input cols)");
+      }
       specs.push_back(std::move(s));
       continue;
     }
@@ -394,6 +576,21 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
       s.inputs[in] = c.tensors.read(p + "." + in);
     }
     const int64_t k = s.inputs.at("weight").dim(1);
+    if (opts.tp_size > 1) {
+      // x: the tp = 1 activation (same seed); row-parallel: the rank's columns of it.
+      const TpKind kind = shard_linear_case(c.dir, p, *def, opts.tp_size, opts.tp_rank, s);
+      const Tensor x = gen::float_tensor(pdt, {tokens, k}, gen::FloatDist::normal(0), sd, 0);
+      s.inputs["x"] = kind == TpKind::kColumn
+                          ? x
+                          : tp_part(c.dir, p, p + " (x)", x, 1, opts.tp_size, opts.tp_rank);
+      tp_label(s, opts,
+               kind == TpKind::kColumn
+                   ? "column-parallel: output channels split, x whole"
+                   : "row-parallel: input channels split (x's columns too), bias on rank 0 "
+                     "only, partial output (the all-reduce sums the ranks)");
+      specs.push_back(std::move(s));
+      continue;
+    }
     s.inputs["x"] = gen::float_tensor(pdt, {tokens, k}, gen::FloatDist::normal(0), sd, 0);
     specs.push_back(std::move(s));
   }

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "ckpt_builder.h"
 #include "qconf/checkpoint/checkpoint.h"
@@ -202,6 +203,89 @@ TEST(CheckpointMoeW4, W4a8Fp16ModelIsRejectedCitingUpstream) {
     EXPECT_FALSE(fs::exists(out + "/scheme_w4a8_dynamic_moe_layer.json"));
     CmdResult ok = run_qconf(cmd + " --params-dtype bfloat16");
     EXPECT_EQ(ok.code, 0) << ok.out;
+  }
+}
+
+// W4A8_DYNAMIC ModelSlim under TP 2 (I 16 -> 8 per rank): w13 bytes split per half, w2's input
+// columns split, the down scale_bias whole with params tp / tp_rank so the load takes the rank's
+// 8 of 16 columns; gmm1's int32 accumulators (column-parallel: x is whole, the same dispatch) are
+// the rank's columns of the tp = 1 ones exactly; the rank's vectors pass both implementations.
+TEST(CheckpointMoeW4, W4a8ModelSlimTpRanksSplitTheIntermediateSize) {
+  TempDir d("w4a8_ms_tp");
+  w4a8_modelslim(16, 32).write(d.path);
+  auto run = [&](int64_t tp, int64_t rank) {
+    const std::string out = (d.path / ("v" + std::to_string(tp) + std::to_string(rank))).string();
+    CmdResult r = run_qconf("checkpoint " + d.str() + " --layer " + kMoe +
+                            " --run --seed 3 --tokens 5 --tp-size " + std::to_string(tp) +
+                            " --tp-rank " + std::to_string(rank) + " --out " + out);
+    EXPECT_EQ(r.code, 0) << r.out;
+    if (tp > 1)
+      for (const char* impl : {"reference", "optimized"}) {
+        CmdResult c = run_qconf("run --golden-dir " + out + " --impl " + impl);
+        EXPECT_EQ(c.code, 0) << impl << "\n" << c.out;
+      }
+    return qconf::conf::load_fixture_file(out + "/scheme_w4a8_dynamic_moe_layer.json").cases.at(0);
+  };
+  auto stage = [](const qconf::conf::Case& c, const std::string& n) -> const Tensor& {
+    for (const auto& s : c.stages)
+      if (s.name == n) return s.expected;
+    throw std::runtime_error("no stage " + n);
+  };
+  const qconf::conf::Case full = run(1, 0);
+  for (int64_t r = 0; r < 2; ++r) {
+    const qconf::conf::Case c = run(2, r);
+    EXPECT_EQ(c.params.at("tp"), 2);
+    EXPECT_EQ(c.params.at("tp_rank"), r);
+    EXPECT_EQ(c.inputs.at("w13_weight").shape(), (qconf::Shape{kE, 8, 32}));
+    EXPECT_EQ(c.inputs.at("w2_weight").shape(), (qconf::Shape{kE, 16, 8}));
+    EXPECT_EQ(c.inputs.at("w2_scale_bias").shape(), (qconf::Shape{kE, 32, 16}));
+    const Tensor& cols = stage(c, "w2_scale_bias_cols");
+    ASSERT_EQ(cols.shape(), (qconf::Shape{kE, 32, 8}));
+    const Tensor& sb = c.inputs.at("w2_scale_bias");
+    for (int64_t j = 0; j < kE * 32; ++j)
+      EXPECT_EQ(std::memcmp(cols.bytes() + j * 8 * 4, sb.bytes() + (j * 16 + 8 * r) * 4, 8 * 4), 0);
+    for (const char* acc : {"gmm1_acc_hi", "gmm1_acc_lo"}) {
+      const Tensor &a = stage(c, acc), &f = stage(full, acc);
+      const int64_t m = f.dim(0), n = f.dim(1), q = n / 4;  // 2I = 32: gate 16, up 16; 8 + 8
+      ASSERT_EQ(a.shape(), (qconf::Shape{m, n / 2}));
+      for (int64_t t = 0; t < m; ++t)
+        for (int64_t j = 0; j < n / 2; ++j) {
+          const int64_t src = j < q ? r * q + j : 2 * q + r * q + (j - q);
+          EXPECT_EQ(a.data<int32_t>()[t * (n / 2) + j], f.data<int32_t>()[t * n + src])
+              << acc << " rank " << r << " row " << t << " col " << j;
+        }
+    }
+  }
+}
+
+// LLM-Compressor W4A8 (no scale_bias: computed at load from the rank's weights) and W4A16
+// (packed w2 columns I/8 and group scales I/32 split, weight_shape [H, I/tp]) under TP 2: the
+// rank's vectors run and pass both implementations.
+TEST(CheckpointMoeW4, LlmCompressorAndW4a16TpRankVectorsPass) {
+  for (const bool w4a16 : {false, true}) {
+    TempDir d(w4a16 ? "w4a16_tp" : "w4a8_llmc_tp");
+    if (w4a16)
+      write_w4a16(d.path, 128, 64);
+    else
+      write_w4a8_llmc(d.path, 16, 32);
+    const std::string out = (d.path / "v").string();
+    CmdResult r = run_qconf("checkpoint " + d.str() + " --layer " + kMoe +
+                            " --run --seed 3 --tokens 5 --tp-size 2 --tp-rank 1 --out " + out);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const std::string op = w4a16 ? "scheme_w4a16_moe_layer" : "scheme_w4a8_dynamic_moe_layer";
+    const qconf::conf::Case c =
+        qconf::conf::load_fixture_file(out + "/" + op + ".json").cases.at(0);
+    if (w4a16) {
+      EXPECT_EQ(c.inputs.at("w2_weight_packed").shape(), (qconf::Shape{kE, 64, 8}));
+      EXPECT_EQ(c.inputs.at("w2_weight_shape").int_at(1), 64);
+      EXPECT_EQ(c.inputs.at("w13_weight_shape").int_at(0), 128);
+    } else {
+      EXPECT_EQ(c.inputs.at("w13_weight").shape(), (qconf::Shape{kE, 16, 32}));
+    }
+    for (const char* impl : {"reference", "optimized"}) {
+      CmdResult v = run_qconf("run --golden-dir " + out + " --impl " + impl);
+      EXPECT_EQ(v.code, 0) << op << " " << impl << "\n" << v.out;
+    }
   }
 }
 

@@ -24,6 +24,11 @@ struct CheckpointRunOptions {
   std::string out_dir;
   // MoE layers: router_logits ~ N(0, (2^router_sigma_log2)^2) (default N(0, 1)).
   int router_sigma_log2 = 0;
+  // Tensor parallelism: the vectors of rank tp_rank of tp_size (checkpoint_cmd.cpp, "tensor
+  // parallelism": column-parallel layers split N, row-parallel K with the bias on rank 0, MoE
+  // experts their intermediate size).
+  int64_t tp_size = 1;
+  int64_t tp_rank = 0;
 };
 
 // MoE layers: how many seeded router_logits draws `--run` tries before it gives up on a
