@@ -16,6 +16,7 @@
 #include "qconf/ops/scales.h"
 #include "scheme_pipeline_util.h"
 #include "swiglu_quant_checks.h"
+#include "w4a8_msd_params.h"
 
 namespace qconf::conf {
 namespace conformance_ops_scheme_w4a8_dynamic_moe {
@@ -34,24 +35,7 @@ W4a8MoeLoadConfig load_config(const Params& p) {
   return c;
 }
 
-W4a8MsdConfig msd_config(const Params& p) {
-  W4a8MsdConfig c;
-  const std::string order = param_str(p, "msd_sum_order", "hi_lo_first");
-  if (order != "hi_lo_first" && order != "bias_first")
-    throw std::invalid_argument(
-        std::string(kOp) + ": param msd_sum_order must be hi_lo_first or bias_first, got " + order);
-  c.bias_first = order == "bias_first";
-  const std::string rnd = param_str(p, "requant_rounding", "double_fp16");
-  if (rnd != "double_fp16" && rnd != "single_int16")
-    throw std::invalid_argument(std::string(kOp) +
-                                ": param requant_rounding must be double_fp16 or single_int16, "
-                                "got " +
-                                rnd);
-  c.rounding =
-      rnd == "double_fp16" ? SwigluQuantRounding::kDoubleFp16 : SwigluQuantRounding::kSingleInt16;
-  c.fixpipe = parse_fixpipe_precision(param_str(p, "fixpipe_precision", "fp32"));
-  return c;
-}
+W4a8MsdConfig msd_config(const Params& p) { return w4a8_msd_params::parse(p, kOp); }
 
 W4a8MoeCheckpoint ckpt_of(const TensorMap& in) {
   auto get = [&](const char* n) -> const Tensor* {

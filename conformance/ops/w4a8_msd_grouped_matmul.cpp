@@ -15,6 +15,7 @@
 #include "qconf/rng/generators.h"
 #include "qconf/rng/philox.h"
 #include "swiglu_quant_checks.h"
+#include "w4a8_msd_params.h"
 
 namespace qconf::conf {
 namespace conformance_ops_w4a8_msd_grouped_matmul {
@@ -100,21 +101,7 @@ TensorMap inputs(const std::string& name, const Spec& s, uint64_t attempt = 0) {
 }
 
 W4a8MsdConfig config_of(const Params& p) {
-  W4a8MsdConfig c;
-  const std::string order = param_str(p, "msd_sum_order", "hi_lo_first");
-  if (order != "hi_lo_first" && order != "bias_first")
-    throw std::invalid_argument(
-        std::string(kOp) + ": param msd_sum_order must be hi_lo_first or bias_first, got " + order);
-  c.bias_first = order == "bias_first";
-  const std::string rnd = param_str(p, "requant_rounding", "double_fp16");
-  if (rnd != "double_fp16" && rnd != "single_int16")
-    throw std::invalid_argument(std::string(kOp) +
-                                ": param requant_rounding must be double_fp16 or single_int16, "
-                                "got " +
-                                rnd);
-  c.rounding =
-      rnd == "double_fp16" ? SwigluQuantRounding::kDoubleFp16 : SwigluQuantRounding::kSingleInt16;
-  c.fixpipe = parse_fixpipe_precision(param_str(p, "fixpipe_precision", "fp32"));
+  W4a8MsdConfig c = w4a8_msd_params::parse(p, kOp);
   if (p.contains("clamp_limit")) {
     if (!p.at("clamp_limit").is_number())
       throw std::invalid_argument(std::string(kOp) + ": param clamp_limit must be a number");

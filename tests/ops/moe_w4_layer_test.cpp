@@ -188,4 +188,25 @@ TEST(MoeW4a8Layer, DispatchedExpertMlpOfAFp16ModelReturnsBf16) {
   ADD_FAILURE() << "no case llmcompressor_fp16_x";
 }
 
+// One parser for the MSD variant params (conformance/ops/w4a8_msd_params.h): the MSD op and the
+// W4A8 expert-MLP op reject the same unknown values, each naming itself, and read the same
+// variant (bias_first changes both ops' msd_sum the same way is covered by their goldens).
+TEST(MoeW4a8Layer, MsdVariantParamsAreParsedAlikeByBothOps) {
+  for (const char* name : {"w4a8_msd_grouped_matmul", "scheme_w4a8_dynamic_moe"}) {
+    const conf::OpDef& d = op(name);
+    const conf::CaseSpec c = d.cases().at(0);
+    for (const char* key : {"msd_sum_order", "requant_rounding", "fixpipe_precision"}) {
+      conf::Params p = c.params;
+      p[key] = "no_such_reading";
+      TensorMap out;
+      try {
+        d.reference(p, c.inputs, out);
+        ADD_FAILURE() << name << " accepted " << key << " = no_such_reading";
+      } catch (const std::invalid_argument& e) {
+        EXPECT_THAT(e.what(), ::testing::HasSubstr("no_such_reading")) << name << " " << key;
+      }
+    }
+  }
+}
+
 }  // namespace
