@@ -189,8 +189,8 @@ TEST(MoeW4a8Layer, DispatchedExpertMlpOfAFp16ModelReturnsBf16) {
 }
 
 // One parser for the MSD variant params (conformance/ops/w4a8_msd_params.h): the MSD op and the
-// W4A8 expert-MLP op reject the same unknown values, each naming itself, and read the same
-// variant (bias_first changes both ops' msd_sum the same way is covered by their goldens).
+// W4A8 expert-MLP op reject the same unknown values (that both read the known values alike is
+// pinned by their goldens, byte-identical across the refactor).
 TEST(MoeW4a8Layer, MsdVariantParamsAreParsedAlikeByBothOps) {
   for (const char* name : {"w4a8_msd_grouped_matmul", "scheme_w4a8_dynamic_moe"}) {
     const conf::OpDef& d = op(name);
