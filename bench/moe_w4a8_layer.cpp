@@ -20,6 +20,11 @@
 // The reference runs at 8 rows only (tokens 16): at 128 rows its exact int64 MSD grouped
 // matmuls take minutes per iteration. Both results are compared bit for bit once before timing.
 //
+// BM_MoeW4a8Layer_OptimizedPacked / BM_MoeW4a8FullLayer_OptimizedPacked: the same with the
+// expert MLP on weights packed once at load (opt::w4a8_moe_pack, outside the timing; the op API
+// decodes and packs every used expert on each call), checked bit-equal to the per-call path
+// before timing.
+//
 // Run: build/bench/qconf_bench --benchmark_filter='MoeW4a8(Full)?Layer'
 #include <benchmark/benchmark.h>
 
@@ -30,6 +35,7 @@
 #include "../conformance/ops/moe_w4_ckpt.h"
 #include "qconf/ops/moe_layer.h"
 #include "qconf/ops/moe_w4.h"
+#include "qconf/opt/moe_w4_packed.h"
 #include "qconf/rng/generators.h"
 #include "qconf/rng/philox.h"
 
@@ -43,7 +49,15 @@ constexpr int64_t kH = 7168, kI = 2048, kELocal = 16;
 struct Problem {
   Tensor x, group_list;
   qconf::W4a8MoeLoaded loaded;
+  std::unique_ptr<qconf::opt::W4a8MoePacked> packed;  // packed at load, on first use
 };
+
+const qconf::opt::W4a8MoePacked& packed(const Problem& p) {
+  auto& slot = const_cast<Problem&>(p).packed;
+  if (!slot)
+    slot = std::make_unique<qconf::opt::W4a8MoePacked>(qconf::opt::w4a8_moe_pack(p.loaded));
+  return *slot;
+}
 
 const Problem& problem(int64_t rows) {
   static std::map<int64_t, std::unique_ptr<Problem>> cache;
@@ -110,6 +124,33 @@ BENCHMARK(BM_MoeW4a8Layer_Optimized)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// The same expert MLP on weights packed once at load (qconf/opt/moe_w4_packed.h), checked bit
+// equal to the per-call op once per row count.
+void BM_MoeW4a8Layer_OptimizedPacked(benchmark::State& st) {
+  const int64_t tokens = st.range(0), rows = tokens * 8 / kELocal;
+  const Problem& p = problem(rows);
+  const qconf::opt::W4a8MoePacked& pk = packed(p);
+  static std::map<int64_t, bool> checked;
+  if (!checked[rows]) {
+    if (!qconf::opt::w4a8_moe_expert_mlp_packed(p.x, p.group_list, pk, {})
+             .bit_equal(qconf::opt::w4a8_moe_expert_mlp(p.x, p.group_list, p.loaded, {}).y)) {
+      st.SkipWithError("packed and per-call optimized expert MLPs differ");
+      return;
+    }
+    checked[rows] = true;
+  }
+  for (auto _ : st) {
+    Tensor y = qconf::opt::w4a8_moe_expert_mlp_packed(p.x, p.group_list, pk, {});
+    benchmark::DoNotOptimize(y.bytes());
+  }
+  set_counters(st, rows);
+}
+BENCHMARK(BM_MoeW4a8Layer_OptimizedPacked)
+    ->Arg(16)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 void BM_MoeW4a8Layer_Reference(benchmark::State& st) {
   const int64_t tokens = st.range(0), rows = tokens * 8 / kELocal;
   const Problem& p = problem(rows);
@@ -160,7 +201,8 @@ qconf::MoeLayerConfig layer_config() {
   return c;
 }
 
-template <bool kOpt>
+// kOpt: the optimized ops; kPacked: with the expert MLP on weights packed at load.
+template <bool kOpt, bool kPacked = false>
 qconf::MoeLayerStages run_layer(int64_t tokens) {
   const Problem& p = problem(8);  // its loaded weights (its x and group_list are not used)
   const LayerActs& a = layer_acts(tokens);
@@ -172,7 +214,9 @@ qconf::MoeLayerStages run_layer(int64_t tokens) {
   args.weights = &no_weights;
   const auto mlp = [&p](const qconf::ExpertMlpInput& in, const qconf::TensorMap&,
                         qconf::TensorMap&) {
-    if constexpr (kOpt)
+    if constexpr (kPacked)
+      return qconf::opt::w4a8_moe_expert_mlp_packed(*in.x, *in.counts, packed(p), {});
+    else if constexpr (kOpt)
       return qconf::opt::w4a8_moe_expert_mlp(*in.x, *in.counts, p.loaded, {}).y;
     else
       return qconf::ref::w4a8_moe_expert_mlp(*in.x, *in.counts, p.loaded, {}).y;
@@ -196,6 +240,32 @@ void BM_MoeW4a8FullLayer_Optimized(benchmark::State& st) {
   st.counters["local_rows"] = static_cast<double>(rows);
 }
 BENCHMARK(BM_MoeW4a8FullLayer_Optimized)
+    ->Arg(16)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_MoeW4a8FullLayer_OptimizedPacked(benchmark::State& st) {
+  const int64_t tokens = st.range(0);
+  packed(problem(8));  // load and pack the weights, draw the activations outside the timing
+  layer_acts(tokens);
+  static std::map<int64_t, bool> checked;
+  if (!checked[tokens]) {
+    if (!run_layer<true, true>(tokens).combine.out.bit_equal(run_layer<true>(tokens).combine.out)) {
+      st.SkipWithError("packed and per-call optimized layers differ");
+      return;
+    }
+    checked[tokens] = true;
+  }
+  int64_t rows = 0;
+  for (auto _ : st) {
+    auto s = run_layer<true, true>(tokens);
+    rows = s.dispatch.expanded_x.dim(0);
+    benchmark::DoNotOptimize(s.combine.out.bytes());
+  }
+  st.counters["local_rows"] = static_cast<double>(rows);
+}
+BENCHMARK(BM_MoeW4a8FullLayer_OptimizedPacked)
     ->Arg(16)
     ->Arg(256)
     ->Unit(benchmark::kMillisecond)
