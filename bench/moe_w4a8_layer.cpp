@@ -25,9 +25,11 @@
 // decodes and packs every used expert on each call), checked bit-equal to the per-call path
 // before timing.
 //
-// Run: build/bench/qconf_bench --benchmark_filter='MoeW4a8(Full)?Layer'
+// Run: build/bench/qconf_bench --benchmark_filter='MoeW4a8(Full)?Layer' (and 'MoeW4a16Layer' for
+// the W4A16 rows at the end of this file)
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -288,6 +290,88 @@ BENCHMARK(BM_MoeW4a8FullLayer_Reference)
     ->Arg(16)
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1)
+    ->UseRealTime();
+
+// ---- W4A16 (compressed-tensors, group 32) expert MLP of the same rank: op API vs prepared ------
+// The same 16 local experts and rows as BM_MoeW4a8Layer_*: BM_MoeW4a16Layer_Optimized calls
+// opt::w4a16_moe_expert_mlp (npu_weight_quant_batchmatmul per expert: the weights are prepared
+// on every call), BM_MoeW4a16Layer_OptimizedPacked opt::w4a16_moe_expert_mlp_packed on weights
+// prepared once at load (opt::w4a16_moe_pack), checked bit-equal before timing.
+
+struct W4a16Problem {
+  Tensor x, group_list;
+  qconf::W4a16MoeLoaded loaded;
+  qconf::opt::W4a16MoePacked packed;
+};
+
+const W4a16Problem& w4a16_problem(int64_t rows) {
+  static std::map<int64_t, std::unique_ptr<W4a16Problem>> cache;
+  auto& slot = cache[rows];
+  if (slot) return *slot;
+  namespace gen = qconf::gen;
+  namespace ck = qconf::conf::moe_w4_ckpt;
+  const uint64_t seed = qconf::rng::seed_from_string("moe_w4a16_layer_bench");
+  constexpr int64_t kG = 32;
+  // Packed int32 words drawn directly (every word is 8 offset-binary int4).
+  const auto words = [&](qconf::Shape s, uint64_t stream) {
+    return gen::int_tensor(DType::kI32, s, INT32_MIN, INT32_MAX, seed, stream);
+  };
+  const Tensor w13 = words({kELocal, 2 * kI, kH / 8}, 1), w2 = words({kELocal, kH, kI / 8}, 2);
+  const auto scale = [&](qconf::Shape s, uint64_t stream) {
+    return gen::float_tensor(DType::kF32, s, gen::FloatDist::grid(64, 127, -13), seed, stream);
+  };
+  const Tensor s13 = scale({kELocal, 2 * kI, kH / kG}, 3), s2 = scale({kELocal, kH, kI / kG}, 4);
+  const Tensor sh13 = ck::weight_shape(kELocal, 2 * kI, kH),
+               sh2 = ck::weight_shape(kELocal, kH, kI);
+  qconf::W4a16MoeCheckpoint c;
+  c.w13_weight_packed = &w13;
+  c.w13_weight_scale = &s13;
+  c.w13_weight_shape = &sh13;
+  c.w2_weight_packed = &w2;
+  c.w2_weight_scale = &s2;
+  c.w2_weight_shape = &sh2;
+  auto p = std::make_unique<W4a16Problem>();
+  p->loaded = qconf::opt::w4a16_moe_load(c, DType::kBF16, kG);
+  p->packed = qconf::opt::w4a16_moe_pack(p->loaded, kG);
+  p->x = gen::float_tensor(DType::kBF16, {rows, kH}, gen::FloatDist::normal(0), seed, 7);
+  std::vector<int64_t> counts(kELocal, rows / kELocal);
+  for (int64_t e = 0; e < rows % kELocal; ++e) ++counts[e];
+  p->group_list = Tensor::from<int64_t>({kELocal}, counts);
+  slot = std::move(p);
+  return *slot;
+}
+
+template <bool kPacked>
+void BM_MoeW4a16Layer(benchmark::State& st) {
+  const int64_t tokens = st.range(0), rows = tokens * 8 / kELocal;
+  const W4a16Problem& p = w4a16_problem(rows);
+  if constexpr (kPacked) {
+    if (!qconf::opt::w4a16_moe_expert_mlp_packed(p.x, p.group_list, p.packed)
+             .bit_equal(qconf::opt::w4a16_moe_expert_mlp(p.x, p.group_list, p.loaded, 32).y))
+      return st.SkipWithError("prepared and per-call W4A16 expert MLPs differ");
+  }
+  for (auto _ : st) {
+    if constexpr (kPacked) {
+      Tensor y = qconf::opt::w4a16_moe_expert_mlp_packed(p.x, p.group_list, p.packed);
+      benchmark::DoNotOptimize(y.bytes());
+    } else {
+      auto s = qconf::opt::w4a16_moe_expert_mlp(p.x, p.group_list, p.loaded, 32);
+      benchmark::DoNotOptimize(s.y.bytes());
+    }
+  }
+  set_counters(st, rows);
+}
+BENCHMARK(BM_MoeW4a16Layer<false>)
+    ->Name("BM_MoeW4a16Layer_Optimized")
+    ->Arg(16)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_MoeW4a16Layer<true>)
+    ->Name("BM_MoeW4a16Layer_OptimizedPacked")
+    ->Arg(16)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 }  // namespace

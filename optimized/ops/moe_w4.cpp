@@ -408,4 +408,75 @@ W4a16MoeMlpStages w4a16_moe_expert_mlp(const Tensor& x, const Tensor& group_list
   return st;
 }
 
+// ---- W4A16 on weights prepared at load (qconf/opt/moe_w4_packed.h)
+// -------------------------------
+
+W4a16MoePacked w4a16_moe_pack(const W4a16MoeLoaded& w, int64_t g) {
+  W4a16MoePacked p;
+  p.e = w.w13_weight.dim(0);
+  p.h = w.w13_weight.dim(1);
+  p.i = w.w13_weight.dim(2) * 4;
+  p.group_size = g;
+  p.pdt = w.w13_scale.dtype();
+  WqbmmConfig wc;
+  wc.group_size = g;
+  // The preparation checks its inputs with the op's checks; x only gives the dtype and K.
+  const Tensor x13(p.pdt, {1, p.h}), x2(p.pdt, {1, p.i});
+  for (int64_t x_e = 0; x_e < p.e; ++x_e) {
+    const Tensor w13 = expert(w.w13_weight, x_e), s13 = expert(w.w13_scale, x_e),
+                 o13 = expert(w.w13_offset, x_e);
+    WqbmmArgs a1;
+    a1.x = &x13;
+    a1.weight = &w13;
+    a1.antiquant_scale = &s13;
+    a1.antiquant_offset = &o13;
+    p.w13.push_back(wqbmm_prepare_weights(a1, wc));
+    const Tensor w2 = expert(w.w2_weight, x_e), s2 = expert(w.w2_scale, x_e),
+                 o2 = expert(w.w2_offset, x_e);
+    WqbmmArgs a2;
+    a2.x = &x2;
+    a2.weight = &w2;
+    a2.antiquant_scale = &s2;
+    a2.antiquant_offset = &o2;
+    p.w2.push_back(wqbmm_prepare_weights(a2, wc));
+  }
+  return p;
+}
+
+Tensor w4a16_moe_expert_mlp_packed(const Tensor& x, const Tensor& group_list,
+                                   const W4a16MoePacked& p, int threads) {
+  const int64_t e = p.e, h = p.h, n2 = 2 * p.i;
+  if (x.dtype() != p.pdt || x.rank() != 2 || x.dim(1) != h)
+    throw std::invalid_argument("w4a16_moe_expert_mlp_packed: x must be " +
+                                std::string(dtype_name(p.pdt)) + " [M, " + std::to_string(h) +
+                                "], got " + x.describe());
+  const int64_t m = x.dim(0);
+  const Tensor cumsum = moe_w4_cumsum(group_list, e, m, "w4a16_moe_packed");
+  const int64_t* cs = cumsum.data<int64_t>();
+  const size_t es = dtype_size(p.pdt);
+  Tensor y(p.pdt, {m, h});
+  std::vector<float> acc;
+  const auto to_pdt = [&](const float* a, uint16_t* out, int64_t count) {
+    const auto* in = reinterpret_cast<const uint32_t*>(a);
+    if (p.pdt == DType::kF16)
+      f32_to_f16_rne(in, out, static_cast<size_t>(count));
+    else
+      f32_to_bf16_rne(in, out, static_cast<size_t>(count));
+  };
+  for (int64_t g = 0, r0 = 0; g < e; r0 = cs[g++]) {
+    const int64_t n = cs[g] - r0;
+    if (n == 0) continue;
+    acc.resize(static_cast<size_t>(n * std::max(n2, h)));
+    Tensor g1(p.pdt, {n, n2});
+    wqbmm_gemm_acc(p.w13[static_cast<size_t>(g)], x.data<uint16_t>() + r0 * h, n, nullptr,
+                   acc.data(), threads);
+    to_pdt(acc.data(), g1.data<uint16_t>(), n * n2);
+    const Tensor sw = npu_swiglu(g1, SwigluConfig{});
+    wqbmm_gemm_acc(p.w2[static_cast<size_t>(g)], sw.data<uint16_t>(), n, nullptr, acc.data(),
+                   threads);
+    to_pdt(acc.data(), reinterpret_cast<uint16_t*>(y.bytes() + r0 * h * es), n * h);
+  }
+  return y;
+}
+
 }  // namespace qconf::opt

@@ -3,7 +3,8 @@
 // rows, rows not a multiple of the GEMM's row block, H and 2I not multiples of its 64-column
 // panel and every W4A8 MSD variant, the packed path gives the same bf16 output as the per-call
 // optimized op and the reference, whatever the thread count; a planted expert mix-up in the
-// packed weights is caught by the same comparison.
+// packed weights is caught by the same comparison. The W4A16 expert MLP on weights prepared at
+// load gives the per-call optimized op's bits (its reference check is bounded, not exact).
 #include "qconf/opt/moe_w4_packed.h"
 
 #include <gtest/gtest.h>
@@ -160,6 +161,77 @@ TEST(MoeW4a8Packed, BadInputsGetClearErrors) {
   W4a8MoeLoaded bad = l.loaded;
   bad.w2_scale_bias = Tensor(DType::kF32, {1});
   EXPECT_THROW(opt::w4a8_moe_pack(bad), std::invalid_argument);
+}
+
+// ---- W4A16 -----------------------------------------------------------------------------------
+
+struct W4a16Layer {
+  TensorMap t;
+  W4a16MoeLoaded loaded;
+  Tensor x, counts;
+};
+
+W4a16Layer make_w4a16(const std::string& id, DType pdt, int64_t e, int64_t h, int64_t i, int64_t g,
+                      std::vector<int64_t> counts) {
+  const uint64_t seed = rng::seed_from_string("moe_w4_packed_test/w4a16/" + id);
+  W4a16Layer l;
+  const Tensor v13 = gen::int_tensor(DType::kI8, {e, 2 * i, h}, -8, 7, seed, 1);
+  const Tensor v2 = gen::int_tensor(DType::kI8, {e, h, i}, -8, 7, seed, 2);
+  l.t["w13"] = ck::ct_packed(v13);
+  l.t["w2"] = ck::ct_packed(v2);
+  l.t["s13"] =
+      gen::float_tensor(DType::kF32, {e, 2 * i, h / g}, gen::FloatDist::grid(64, 127, -9), seed, 3);
+  l.t["s2"] =
+      gen::float_tensor(DType::kF32, {e, h, i / g}, gen::FloatDist::grid(64, 127, -9), seed, 4);
+  l.t["shape13"] = ck::weight_shape(e, 2 * i, h);
+  l.t["shape2"] = ck::weight_shape(e, h, i);
+  W4a16MoeCheckpoint c;
+  c.w13_weight_packed = &l.t["w13"];
+  c.w13_weight_scale = &l.t["s13"];
+  c.w13_weight_shape = &l.t["shape13"];
+  c.w2_weight_packed = &l.t["w2"];
+  c.w2_weight_scale = &l.t["s2"];
+  c.w2_weight_shape = &l.t["shape2"];
+  l.loaded = opt::w4a16_moe_load(c, pdt, g);
+  int64_t m = 0;
+  for (int64_t n : counts) m += n;
+  l.x = gen::float_tensor(pdt, {m, h}, gen::FloatDist::normal(0), seed, 5);
+  l.counts = Tensor::from<int64_t>({e}, counts);
+  return l;
+}
+
+TEST(MoeW4a16Packed, SameOutputAsThePerCallOpOnSeededLayers) {
+  // bf16 and fp16; H = 96 and 160 (not multiples of 64), I = 64 / 96; experts with 0 rows.
+  struct S {
+    const char* id;
+    DType pdt;
+    int64_t e, h, i;
+    std::vector<int64_t> counts;
+  };
+  for (const S& s : {S{"bf16", DType::kBF16, 3, 96, 64, {0, 5, 9}},
+                     S{"fp16", DType::kF16, 4, 160, 96, {3, 0, 1, 7}}}) {
+    SCOPED_TRACE(s.id);
+    const W4a16Layer l = make_w4a16(s.id, s.pdt, s.e, s.h, s.i, 32, s.counts);
+    const opt::W4a16MoePacked p = opt::w4a16_moe_pack(l.loaded, 32);
+    const Tensor per_call = opt::w4a16_moe_expert_mlp(l.x, l.counts, l.loaded, 32).y;
+    for (int threads : {1, 2})
+      EXPECT_TRUE(opt::w4a16_moe_expert_mlp_packed(l.x, l.counts, p, threads).bit_equal(per_call))
+          << "threads " << threads;
+    std::set<uint16_t> distinct(per_call.data<uint16_t>(),
+                                per_call.data<uint16_t>() + per_call.numel());
+    EXPECT_GT(distinct.size(), static_cast<size_t>(per_call.numel() / 4));
+  }
+}
+
+TEST(MoeW4a16Packed, SwappedExpertWeightsAreCaughtAndBadInputsNamed) {
+  const W4a16Layer l = make_w4a16("swap", DType::kBF16, 3, 96, 64, 32, {4, 0, 6});
+  opt::W4a16MoePacked p = opt::w4a16_moe_pack(l.loaded, 32);
+  const Tensor per_call = opt::w4a16_moe_expert_mlp(l.x, l.counts, l.loaded, 32).y;
+  ASSERT_TRUE(opt::w4a16_moe_expert_mlp_packed(l.x, l.counts, p).bit_equal(per_call));
+  std::swap(p.w2[0], p.w2[2]);  // planted: expert 0's rows through expert 2's down projection
+  EXPECT_FALSE(opt::w4a16_moe_expert_mlp_packed(l.x, l.counts, p).bit_equal(per_call));
+  const Tensor xf16(DType::kF16, {10, 96});
+  EXPECT_THROW(opt::w4a16_moe_expert_mlp_packed(xf16, l.counts, p), std::invalid_argument);
 }
 
 }  // namespace

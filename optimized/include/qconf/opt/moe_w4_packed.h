@@ -20,6 +20,7 @@
 #include "qconf/core/tensor.h"
 #include "qconf/ops/expert_mlp.h"
 #include "qconf/ops/moe_w4.h"
+#include "qconf/ops/weight_quant_bmm.h"
 #include "qconf/opt/gemm_s8.h"
 
 namespace qconf::opt {
@@ -42,5 +43,22 @@ W4a8MoePacked w4a8_moe_pack(const W4a8MoeLoaded& w, int threads = 0);
 // allowed). Returns y bfloat16 [M, H], bit-identical to w4a8_moe_expert_mlp(...).y.
 Tensor w4a8_moe_expert_mlp_packed(const Tensor& x, const Tensor& group_list, const W4a8MoePacked& p,
                                   const W4a8MsdConfig& cfg, int threads = 0);
+
+// ---- W4A16 (compressed-tensors pack-quantized)
+// --------------------------------------------------- The W4A16 expert MLP's weights prepared once
+// per expert for the fused antiquant GEMM (opt::wqbmm_prepare_weights, what
+// opt::npu_weight_quant_batchmatmul does on every call), then per expert wqbmm_gemm_acc, the
+// params-dtype rounding, npu_swiglu and the second GEMM: the same kernels on the same rows as
+// opt::w4a16_moe_expert_mlp, so the same bits.
+struct W4a16MoePacked {
+  int64_t e = 0, h = 0, i = 0, group_size = 0;
+  DType pdt = DType::kBF16;
+  std::vector<WqbmmWeights> w13, w2;  // per expert: [H, 2I] and [I, H] with their group scales
+};
+W4a16MoePacked w4a16_moe_pack(const W4a16MoeLoaded& w, int64_t group_size);
+// x: the params dtype [M, H]; group_list int64 counts [E] with sum M. Returns y [M, H] (pdt),
+// bit-identical to w4a16_moe_expert_mlp(...).y.
+Tensor w4a16_moe_expert_mlp_packed(const Tensor& x, const Tensor& group_list,
+                                   const W4a16MoePacked& p, int threads = 0);
 
 }  // namespace qconf::opt
