@@ -20,9 +20,16 @@
 // The reference runs at 8 rows only (tokens 16): at 128 rows its exact int64 MSD grouped
 // matmuls take minutes per iteration. Both results are compared bit for bit once before timing.
 //
-// Run: build/bench/qconf_bench --benchmark_filter='MoeW4a8(Full)?Layer'
+// BM_MoeW4a8Layer_OptimizedPacked / BM_MoeW4a8FullLayer_OptimizedPacked: the same with the
+// expert MLP on weights packed once at load (opt::w4a8_moe_pack, outside the timing; the op API
+// decodes and packs every used expert on each call), checked bit-equal to the per-call path
+// before timing.
+//
+// Run: build/bench/qconf_bench --benchmark_filter='MoeW4a8(Full)?Layer' (and 'MoeW4a16Layer' for
+// the W4A16 rows at the end of this file)
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -30,6 +37,7 @@
 #include "../conformance/ops/moe_w4_ckpt.h"
 #include "qconf/ops/moe_layer.h"
 #include "qconf/ops/moe_w4.h"
+#include "qconf/opt/moe_w4_packed.h"
 #include "qconf/rng/generators.h"
 #include "qconf/rng/philox.h"
 
@@ -43,7 +51,15 @@ constexpr int64_t kH = 7168, kI = 2048, kELocal = 16;
 struct Problem {
   Tensor x, group_list;
   qconf::W4a8MoeLoaded loaded;
+  std::unique_ptr<qconf::opt::W4a8MoePacked> packed;  // packed at load, on first use
 };
+
+const qconf::opt::W4a8MoePacked& packed(const Problem& p) {
+  auto& slot = const_cast<Problem&>(p).packed;
+  if (!slot)
+    slot = std::make_unique<qconf::opt::W4a8MoePacked>(qconf::opt::w4a8_moe_pack(p.loaded));
+  return *slot;
+}
 
 const Problem& problem(int64_t rows) {
   static std::map<int64_t, std::unique_ptr<Problem>> cache;
@@ -110,6 +126,33 @@ BENCHMARK(BM_MoeW4a8Layer_Optimized)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// The same expert MLP on weights packed once at load (qconf/opt/moe_w4_packed.h), checked bit
+// equal to the per-call op once per row count.
+void BM_MoeW4a8Layer_OptimizedPacked(benchmark::State& st) {
+  const int64_t tokens = st.range(0), rows = tokens * 8 / kELocal;
+  const Problem& p = problem(rows);
+  const qconf::opt::W4a8MoePacked& pk = packed(p);
+  static std::map<int64_t, bool> checked;
+  if (!checked[rows]) {
+    if (!qconf::opt::w4a8_moe_expert_mlp_packed(p.x, p.group_list, pk, {})
+             .bit_equal(qconf::opt::w4a8_moe_expert_mlp(p.x, p.group_list, p.loaded, {}).y)) {
+      st.SkipWithError("packed and per-call optimized expert MLPs differ");
+      return;
+    }
+    checked[rows] = true;
+  }
+  for (auto _ : st) {
+    Tensor y = qconf::opt::w4a8_moe_expert_mlp_packed(p.x, p.group_list, pk, {});
+    benchmark::DoNotOptimize(y.bytes());
+  }
+  set_counters(st, rows);
+}
+BENCHMARK(BM_MoeW4a8Layer_OptimizedPacked)
+    ->Arg(16)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 void BM_MoeW4a8Layer_Reference(benchmark::State& st) {
   const int64_t tokens = st.range(0), rows = tokens * 8 / kELocal;
   const Problem& p = problem(rows);
@@ -160,7 +203,8 @@ qconf::MoeLayerConfig layer_config() {
   return c;
 }
 
-template <bool kOpt>
+// kOpt: the optimized ops; kPacked: with the expert MLP on weights packed at load.
+template <bool kOpt, bool kPacked = false>
 qconf::MoeLayerStages run_layer(int64_t tokens) {
   const Problem& p = problem(8);  // its loaded weights (its x and group_list are not used)
   const LayerActs& a = layer_acts(tokens);
@@ -172,7 +216,9 @@ qconf::MoeLayerStages run_layer(int64_t tokens) {
   args.weights = &no_weights;
   const auto mlp = [&p](const qconf::ExpertMlpInput& in, const qconf::TensorMap&,
                         qconf::TensorMap&) {
-    if constexpr (kOpt)
+    if constexpr (kPacked)
+      return qconf::opt::w4a8_moe_expert_mlp_packed(*in.x, *in.counts, packed(p), {});
+    else if constexpr (kOpt)
       return qconf::opt::w4a8_moe_expert_mlp(*in.x, *in.counts, p.loaded, {}).y;
     else
       return qconf::ref::w4a8_moe_expert_mlp(*in.x, *in.counts, p.loaded, {}).y;
@@ -201,6 +247,32 @@ BENCHMARK(BM_MoeW4a8FullLayer_Optimized)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+void BM_MoeW4a8FullLayer_OptimizedPacked(benchmark::State& st) {
+  const int64_t tokens = st.range(0);
+  packed(problem(8));  // load and pack the weights, draw the activations outside the timing
+  layer_acts(tokens);
+  static std::map<int64_t, bool> checked;
+  if (!checked[tokens]) {
+    if (!run_layer<true, true>(tokens).combine.out.bit_equal(run_layer<true>(tokens).combine.out)) {
+      st.SkipWithError("packed and per-call optimized layers differ");
+      return;
+    }
+    checked[tokens] = true;
+  }
+  int64_t rows = 0;
+  for (auto _ : st) {
+    auto s = run_layer<true, true>(tokens);
+    rows = s.dispatch.expanded_x.dim(0);
+    benchmark::DoNotOptimize(s.combine.out.bytes());
+  }
+  st.counters["local_rows"] = static_cast<double>(rows);
+}
+BENCHMARK(BM_MoeW4a8FullLayer_OptimizedPacked)
+    ->Arg(16)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 void BM_MoeW4a8FullLayer_Reference(benchmark::State& st) {
   const int64_t tokens = st.range(0);
   static bool checked = false;
@@ -218,6 +290,88 @@ BENCHMARK(BM_MoeW4a8FullLayer_Reference)
     ->Arg(16)
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1)
+    ->UseRealTime();
+
+// ---- W4A16 (compressed-tensors, group 32) expert MLP of the same rank: op API vs prepared ------
+// The same 16 local experts and rows as BM_MoeW4a8Layer_*: BM_MoeW4a16Layer_Optimized calls
+// opt::w4a16_moe_expert_mlp (npu_weight_quant_batchmatmul per expert: the weights are prepared
+// on every call), BM_MoeW4a16Layer_OptimizedPacked opt::w4a16_moe_expert_mlp_packed on weights
+// prepared once at load (opt::w4a16_moe_pack), checked bit-equal before timing.
+
+struct W4a16Problem {
+  Tensor x, group_list;
+  qconf::W4a16MoeLoaded loaded;
+  qconf::opt::W4a16MoePacked packed;
+};
+
+const W4a16Problem& w4a16_problem(int64_t rows) {
+  static std::map<int64_t, std::unique_ptr<W4a16Problem>> cache;
+  auto& slot = cache[rows];
+  if (slot) return *slot;
+  namespace gen = qconf::gen;
+  namespace ck = qconf::conf::moe_w4_ckpt;
+  const uint64_t seed = qconf::rng::seed_from_string("moe_w4a16_layer_bench");
+  constexpr int64_t kG = 32;
+  // Packed int32 words drawn directly (every word is 8 offset-binary int4).
+  const auto words = [&](qconf::Shape s, uint64_t stream) {
+    return gen::int_tensor(DType::kI32, s, INT32_MIN, INT32_MAX, seed, stream);
+  };
+  const Tensor w13 = words({kELocal, 2 * kI, kH / 8}, 1), w2 = words({kELocal, kH, kI / 8}, 2);
+  const auto scale = [&](qconf::Shape s, uint64_t stream) {
+    return gen::float_tensor(DType::kF32, s, gen::FloatDist::grid(64, 127, -13), seed, stream);
+  };
+  const Tensor s13 = scale({kELocal, 2 * kI, kH / kG}, 3), s2 = scale({kELocal, kH, kI / kG}, 4);
+  const Tensor sh13 = ck::weight_shape(kELocal, 2 * kI, kH),
+               sh2 = ck::weight_shape(kELocal, kH, kI);
+  qconf::W4a16MoeCheckpoint c;
+  c.w13_weight_packed = &w13;
+  c.w13_weight_scale = &s13;
+  c.w13_weight_shape = &sh13;
+  c.w2_weight_packed = &w2;
+  c.w2_weight_scale = &s2;
+  c.w2_weight_shape = &sh2;
+  auto p = std::make_unique<W4a16Problem>();
+  p->loaded = qconf::opt::w4a16_moe_load(c, DType::kBF16, kG);
+  p->packed = qconf::opt::w4a16_moe_pack(p->loaded, kG);
+  p->x = gen::float_tensor(DType::kBF16, {rows, kH}, gen::FloatDist::normal(0), seed, 7);
+  std::vector<int64_t> counts(kELocal, rows / kELocal);
+  for (int64_t e = 0; e < rows % kELocal; ++e) ++counts[e];
+  p->group_list = Tensor::from<int64_t>({kELocal}, counts);
+  slot = std::move(p);
+  return *slot;
+}
+
+template <bool kPacked>
+void BM_MoeW4a16Layer(benchmark::State& st) {
+  const int64_t tokens = st.range(0), rows = tokens * 8 / kELocal;
+  const W4a16Problem& p = w4a16_problem(rows);
+  if constexpr (kPacked) {
+    if (!qconf::opt::w4a16_moe_expert_mlp_packed(p.x, p.group_list, p.packed)
+             .bit_equal(qconf::opt::w4a16_moe_expert_mlp(p.x, p.group_list, p.loaded, 32).y))
+      return st.SkipWithError("prepared and per-call W4A16 expert MLPs differ");
+  }
+  for (auto _ : st) {
+    if constexpr (kPacked) {
+      Tensor y = qconf::opt::w4a16_moe_expert_mlp_packed(p.x, p.group_list, p.packed);
+      benchmark::DoNotOptimize(y.bytes());
+    } else {
+      auto s = qconf::opt::w4a16_moe_expert_mlp(p.x, p.group_list, p.loaded, 32);
+      benchmark::DoNotOptimize(s.y.bytes());
+    }
+  }
+  set_counters(st, rows);
+}
+BENCHMARK(BM_MoeW4a16Layer<false>)
+    ->Name("BM_MoeW4a16Layer_Optimized")
+    ->Arg(16)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_MoeW4a16Layer<true>)
+    ->Name("BM_MoeW4a16Layer_OptimizedPacked")
+    ->Arg(16)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 }  // namespace

@@ -95,6 +95,17 @@ Tensor rows_view_copy(const Tensor& t, int64_t r0, int64_t r1) {
 
 }  // namespace
 
+void swiglu_quant_row_f32(const float* row, int64_t h, const SwigluConfig& cfg,
+                          SwigluQuantRounding rnd, float* swiglu, int8_t* y, float* scale) {
+  if (cfg.swiglu_mode == 0) {
+    swiglu_halves_f32(row + (cfg.activate_left ? 0 : h), row + (cfg.activate_left ? h : 0), swiglu,
+                      h);
+  } else {
+    swiglu_oai_f32(row, swiglu, h, cfg.clamp_limit, cfg.glu_alpha, cfg.glu_bias);
+  }
+  row_quant(swiglu, h, rnd, y, scale);
+}
+
 GroupedMatmulStages npu_grouped_matmul(const Tensor& x, const Tensor& weight, const Tensor* scale,
                                        const Tensor* per_token_scale, const Tensor* bias,
                                        const Tensor& group_list, const GroupedMatmulConfig& cfg,

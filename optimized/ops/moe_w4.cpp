@@ -5,6 +5,8 @@
 // count. Bit-identical to qconf::ref wherever the reference is deterministic.
 #include "qconf/ops/moe_w4.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -15,6 +17,9 @@
 #include "qconf/ops/scales.h"
 #include "qconf/ops/weight_quant_bmm.h"
 #include "qconf/opt/convert.h"
+#include "qconf/opt/expert_mlp.h"
+#include "qconf/opt/gemm_s8.h"
+#include "qconf/opt/moe_w4_packed.h"
 #include "qconf/opt/parallel.h"
 
 namespace qconf::opt {
@@ -212,6 +217,133 @@ W4a8MoeMlpStages w4a8_moe_expert_mlp(const Tensor& x, const Tensor& group_list,
   return st;
 }
 
+// ---- W4A8 on weights packed at load (qconf/opt/moe_w4_packed.h)
+// ----------------------------------
+
+W4a8MoePacked w4a8_moe_pack(const W4a8MoeLoaded& w, int threads) {
+  if (w.w13_weight.dtype() != DType::kI32 || w.w13_weight.rank() != 3 ||
+      w.w2_weight.dtype() != DType::kI32 || w.w2_weight.rank() != 3)
+    throw std::invalid_argument("w4a8_moe_pack: loaded weights must be int32 [E, K, N/8], got " +
+                                w.w13_weight.describe() + " and " + w.w2_weight.describe());
+  W4a8MoePacked p;
+  p.e = w.w13_weight.dim(0);
+  p.h = w.w13_weight.dim(1);
+  p.i = w.w13_weight.dim(2) * 4;
+  if (w.w2_weight.shape() != Shape{p.e, p.i, p.h / 8} || p.h % 8 ||
+      w.w13_scale_bias.shape() != Shape{p.e, 2 * p.i} || w.w2_scale_bias.shape() != Shape{p.e, p.h})
+    throw std::invalid_argument("w4a8_moe_pack: inconsistent loaded shapes (w2_weight " +
+                                w.w2_weight.describe() + ", w13_scale_bias " +
+                                w.w13_scale_bias.describe() + ", w2_scale_bias " +
+                                w.w2_scale_bias.describe() + ")");
+  for (int64_t g = 0; g < p.e; ++g) {
+    p.w13.push_back(PackedWeightsS8::pack_s4(w.w13_weight.data<int32_t>() + g * p.h * (2 * p.i / 8),
+                                             p.h, 2 * p.i, threads));
+    p.w2.push_back(PackedWeightsS8::pack_s4(w.w2_weight.data<int32_t>() + g * p.i * (p.h / 8), p.i,
+                                            p.h, threads));
+  }
+  p.w13_scale_fp19 = fp19_scale(w.w13_scale, p.e, 2 * p.i);
+  p.w2_scale_fp19 = fp19_scale(w.w2_scale, p.e, p.h);
+  p.w13_scale_bias = w.w13_scale_bias;
+  p.w2_scale_bias = w.w2_scale_bias;
+  return p;
+}
+
+Tensor w4a8_moe_expert_mlp_packed(const Tensor& x, const Tensor& group_list, const W4a8MoePacked& p,
+                                  const W4a8MsdConfig& cfg, int threads) {
+  const int64_t e = p.e, h = p.h, i = p.i, n2 = 2 * i;
+  if ((x.dtype() != DType::kBF16 && x.dtype() != DType::kF16) || x.rank() != 2 || x.dim(1) != h)
+    throw std::invalid_argument("w4a8_moe_expert_mlp_packed: x must be bfloat16 or float16 [M, " +
+                                std::to_string(h) + "], got " + x.describe());
+  const int64_t m = x.dim(0);
+  const Tensor cumsum = moe_w4_cumsum(group_list, e, m, "w4a8_moe_packed");
+  const int64_t* cs = cumsum.data<int64_t>();
+  const DynQuantStages q = npu_dynamic_quant(x, nullptr, nullptr, DynQuantConfig{});
+  Tensor y(DType::kBF16, {m, h});
+  int64_t max_rows = 0;
+  for (int64_t g = 0, r0 = 0; g < e; r0 = cs[g++]) max_rows = std::max(max_rows, cs[g] - r0);
+  // Per call: the nibble rows, the int32 accumulators and the gmm1 epilogue of the largest group.
+  std::vector<int8_t> nib(static_cast<size_t>(2 * max_rows * std::max(h, i)));
+  std::vector<int32_t> acc(static_cast<size_t>(2 * max_rows * std::max(n2, h)));
+  std::vector<float> c(static_cast<size_t>(max_rows * n2)), sw(static_cast<size_t>(max_rows * i));
+  std::vector<int8_t> y1(static_cast<size_t>(max_rows * i));
+  std::vector<float> y1s(static_cast<size_t>(max_rows));
+  PackedActivationsS8 a;
+  GemmS8Options go;
+  go.threads = threads;
+  const float lim = cfg.clamp_limit;
+  const bool clamp = lim > 0 && std::isfinite(lim);
+  // The MSD split of int8 rows: hi = v >> 4 (rows [0, n)), lo = (v & 0xF) - 8 (rows [n, 2n)).
+  const auto split = [&](const int8_t* v, int64_t n, int64_t k) {
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t j = 0; j < k; ++j) {
+        const int8_t b = v[r * k + j];
+        nib[static_cast<size_t>(r * k + j)] = static_cast<int8_t>(b >> 4);
+        nib[static_cast<size_t>((n + r) * k + j)] = static_cast<int8_t>((b & 0xF) - 8);
+      }
+  };
+  for (int64_t g = 0, r0 = 0; g < e; r0 = cs[g++]) {
+    const int64_t n = cs[g] - r0;
+    if (n == 0) continue;
+    // gmm1: [hi; lo] @ w13, then per row the MSD epilogue, SwiGLU and the requant.
+    split(q.y.data<int8_t>() + r0 * h, n, h);
+    a.pack_s8(nib.data(), 2 * n, h, h, p.w13[g].k_padded(), threads);
+    gemm_s8_s32(a, p.w13[g], acc.data(), n2, go);
+    const float* s1 = p.w13_scale_fp19.data<float>() + g * n2;
+    const float* b1 = p.w13_scale_bias.data<float>() + g * n2;
+    parallel_for(
+        n, 1,
+        [&](int64_t ra, int64_t rb) {
+          for (int64_t r = ra; r < rb; ++r) {
+            const float ts = q.scale.data<float>()[r0 + r];
+            const int32_t* ah = acc.data() + r * n2;
+            const int32_t* al = acc.data() + (n + r) * n2;
+            float* cr = c.data() + r * n2;
+            for (int64_t j = 0; j < n2; ++j) {
+              const float sum = w4a8_msd_sum(w4a8_msd_fixpipe_f16(ah[j], s1[j], cfg.fixpipe),
+                                             w4a8_msd_fixpipe_f16(al[j], s1[j], cfg.fixpipe), b1[j],
+                                             cfg.bias_first);
+              float v = sum * ts;
+              if (clamp) {
+                v = std::min(v, lim);
+                if (j >= i) v = std::max(v, -lim);
+              }
+              cr[j] = v;
+            }
+            swiglu_quant_row_f32(cr, i, SwigluConfig{}, cfg.rounding, sw.data() + r * i,
+                                 y1.data() + r * i, y1s.data() + r);
+          }
+        },
+        threads);
+    // gmm2: [hi; lo] @ w2, then the fixpipe, MSD sum and the bf16 output.
+    split(y1.data(), n, i);
+    a.pack_s8(nib.data(), 2 * n, i, i, p.w2[g].k_padded(), threads);
+    gemm_s8_s32(a, p.w2[g], acc.data(), h, go);
+    const float* s2 = p.w2_scale_fp19.data<float>() + g * h;
+    const float* b2 = p.w2_scale_bias.data<float>() + g * h;
+    parallel_for(
+        n, 1,
+        [&](int64_t ra, int64_t rb) {
+          for (int64_t r = ra; r < rb; ++r) {
+            const float ts = y1s[static_cast<size_t>(r)];
+            const int32_t* ah = acc.data() + r * h;
+            const int32_t* al = acc.data() + (n + r) * h;
+            uint16_t* out = y.data<uint16_t>() + (r0 + r) * h;
+            for (int64_t j = 0; j < h; ++j) {
+              const float v = w4a8_msd_sum(w4a8_msd_fixpipe_f16(ah[j], s2[j], cfg.fixpipe),
+                                           w4a8_msd_fixpipe_f16(al[j], s2[j], cfg.fixpipe), b2[j],
+                                           cfg.bias_first) *
+                              ts;
+              uint32_t bits;
+              std::memcpy(&bits, &v, sizeof bits);
+              out[j] = f32_to_bf16_rne(bits);
+            }
+          }
+        },
+        threads);
+  }
+  return y;
+}
+
 // ---- W4A16 --------------------------------------------------------------------------------------
 
 W4a16MoeLoaded w4a16_moe_load(const W4a16MoeCheckpoint& c, DType pdt, int64_t g) {
@@ -274,6 +406,77 @@ W4a16MoeMlpStages w4a16_moe_expert_mlp(const Tensor& x, const Tensor& group_list
     r0 = r1;
   }
   return st;
+}
+
+// ---- W4A16 on weights prepared at load (qconf/opt/moe_w4_packed.h)
+// -------------------------------
+
+W4a16MoePacked w4a16_moe_pack(const W4a16MoeLoaded& w, int64_t g) {
+  W4a16MoePacked p;
+  p.e = w.w13_weight.dim(0);
+  p.h = w.w13_weight.dim(1);
+  p.i = w.w13_weight.dim(2) * 4;
+  p.group_size = g;
+  p.pdt = w.w13_scale.dtype();
+  WqbmmConfig wc;
+  wc.group_size = g;
+  // The preparation checks its inputs with the op's checks; x only gives the dtype and K.
+  const Tensor x13(p.pdt, {1, p.h}), x2(p.pdt, {1, p.i});
+  for (int64_t x_e = 0; x_e < p.e; ++x_e) {
+    const Tensor w13 = expert(w.w13_weight, x_e), s13 = expert(w.w13_scale, x_e),
+                 o13 = expert(w.w13_offset, x_e);
+    WqbmmArgs a1;
+    a1.x = &x13;
+    a1.weight = &w13;
+    a1.antiquant_scale = &s13;
+    a1.antiquant_offset = &o13;
+    p.w13.push_back(wqbmm_prepare_weights(a1, wc));
+    const Tensor w2 = expert(w.w2_weight, x_e), s2 = expert(w.w2_scale, x_e),
+                 o2 = expert(w.w2_offset, x_e);
+    WqbmmArgs a2;
+    a2.x = &x2;
+    a2.weight = &w2;
+    a2.antiquant_scale = &s2;
+    a2.antiquant_offset = &o2;
+    p.w2.push_back(wqbmm_prepare_weights(a2, wc));
+  }
+  return p;
+}
+
+Tensor w4a16_moe_expert_mlp_packed(const Tensor& x, const Tensor& group_list,
+                                   const W4a16MoePacked& p, int threads) {
+  const int64_t e = p.e, h = p.h, n2 = 2 * p.i;
+  if (x.dtype() != p.pdt || x.rank() != 2 || x.dim(1) != h)
+    throw std::invalid_argument("w4a16_moe_expert_mlp_packed: x must be " +
+                                std::string(dtype_name(p.pdt)) + " [M, " + std::to_string(h) +
+                                "], got " + x.describe());
+  const int64_t m = x.dim(0);
+  const Tensor cumsum = moe_w4_cumsum(group_list, e, m, "w4a16_moe_packed");
+  const int64_t* cs = cumsum.data<int64_t>();
+  const size_t es = dtype_size(p.pdt);
+  Tensor y(p.pdt, {m, h});
+  std::vector<float> acc;
+  const auto to_pdt = [&](const float* a, uint16_t* out, int64_t count) {
+    const auto* in = reinterpret_cast<const uint32_t*>(a);
+    if (p.pdt == DType::kF16)
+      f32_to_f16_rne(in, out, static_cast<size_t>(count));
+    else
+      f32_to_bf16_rne(in, out, static_cast<size_t>(count));
+  };
+  for (int64_t g = 0, r0 = 0; g < e; r0 = cs[g++]) {
+    const int64_t n = cs[g] - r0;
+    if (n == 0) continue;
+    acc.resize(static_cast<size_t>(n * std::max(n2, h)));
+    Tensor g1(p.pdt, {n, n2});
+    wqbmm_gemm_acc(p.w13[static_cast<size_t>(g)], x.data<uint16_t>() + r0 * h, n, nullptr,
+                   acc.data(), threads);
+    to_pdt(acc.data(), g1.data<uint16_t>(), n * n2);
+    const Tensor sw = npu_swiglu(g1, SwigluConfig{});
+    wqbmm_gemm_acc(p.w2[static_cast<size_t>(g)], sw.data<uint16_t>(), n, nullptr, acc.data(),
+                   threads);
+    to_pdt(acc.data(), reinterpret_cast<uint16_t*>(y.bytes() + r0 * h * es), n * h);
+  }
+  return y;
 }
 
 }  // namespace qconf::opt

@@ -37,4 +37,10 @@ void swiglu_halves_f32(const float* act, const float* other, float* out, int64_t
 void swiglu_oai_f32(const float* row, float* out, int64_t n, float clamp_limit, float glu_alpha,
                     float glu_bias);
 
+// One row of SwiGLU + int8 row quant, the code every optimized grouped SwiGLU-quant op runs per
+// row: row holds 2h fp32 values (halves, or interleaved for mode 1); writes the h SwiGLU values,
+// the h int8 codes and the row scale (amax / 127), the same numbers as those ops.
+void swiglu_quant_row_f32(const float* row, int64_t h, const SwigluConfig& cfg,
+                          SwigluQuantRounding rnd, float* swiglu, int8_t* y, float* scale);
+
 }  // namespace qconf::opt
