@@ -21,11 +21,15 @@
 // stand-alone harness): M = 1024 ~ 440 GOPS (95% of the vpdpbusd peak) with the weights in L2;
 // M = 16 1.75 -> 1.5 ms per GEMM with the next-panel prefetch.
 // Session 4 (2 threads, same-process A/B under `chrt -f 10`, docs/perf.md): runs of 16 panels
-// beat one panel per claim (with a look-ahead claim for the prefetch) by 10-20% at M = 1 / 16 /
-// 128 (interleaved panels of the two threads: neither streams contiguous memory) and runs of 4
-// or 8 by 3-8%; M <= 192 as one item per panel beat 96-row chunks at M = 128 by ~7% (2 chunks
-// per panel had both threads read every panel from L3); a longer pool spin (100-300 us) gave
-// nothing; weight prefetch for R <= 2 into L2 16 KiB ahead helped M = 1 (8 KiB / 32 KiB no).
+// beat one panel per claim (with a look-ahead claim for the prefetch) by 10-20% at M = 1 and 16
+// and 2-7% at M = 128 (with interleaved panels neither thread streams contiguous memory); runs
+// of 4 or 8 were 0-6% slower than 16. M <= 192 as one item per panel beat 96-row chunks at
+// M = 128 by 4% (1 thread) and 11% (2 threads, GEMM alone: with 2 chunks per panel both threads
+// read every panel from L3). A longer pool spin (100-300 us) gave nothing. Weight prefetch for
+// R <= 2 into L2 16 KiB ahead helped M = 1 (8 / 32 / 64 KiB did not). A fixed home half of the
+// panels per thread (the caller one half, the helper the other, then stealing), in case the 2
+// vCPUs sit on different L3s: no difference (M = 1 / 16 / 128: 0.75 / 0.95 / 0.97 vs 0.73 /
+// 0.98 / 0.97).
 // Tried and dropped (all slower here): a 16-row x 16-column kernel reading the weights once for
 // M <= 16; k blocking with the accumulators in an L1 tile buffer (W slice of 8-32 KiB in L1 for
 // 4-16 row blocks: 5-20% slower at M = 16 and M = 1024: the extra accumulator loads / stores cost
