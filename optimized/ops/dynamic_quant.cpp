@@ -11,16 +11,21 @@
 #define HWY_TARGET_INCLUDE "optimized/ops/dynamic_quant.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 // clang-format on
 
 #include "qconf/ops/dynamic_quant.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "qconf/ops/int4pack.h"
 #include "qconf/opt/convert.h"
+#include "qconf/opt/cpu.h"
 #include "qconf/opt/dynamic_quant_row.h"
 #include "qconf/opt/parallel.h"
 
@@ -219,6 +224,85 @@ void dynamic_quant_row_default(const uint16_t* x, bool f16, int64_t h, float* xf
   const float m = 127.0f / amax;
   HWY_DYNAMIC_DISPATCH(QuantMulRint)(xf, m, -128, 127, codes, h);
   *scale = 1.0f / m;
+}
+
+#if defined(__x86_64__)
+namespace {
+// dynamic_quant_row_packed for bf16 on AVX-512: the same bits as BF16ToF32Lanes + AbsBitsMax +
+// QuantMulRint (mul, NaN mask, clamp in float, round half to even, NaN -> 0), in two passes
+// over x (amax, then quantize) with no fp32 / int8 row in between, the codes stored straight
+// into the packed layout (one dword per k-quad) and summed on the way.
+__attribute__((target("avx512f,avx512bw"))) inline __m512i bf16_bits16(const uint16_t* x) {
+  const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+  const __mmask16 nan =
+      _mm512_cmpgt_epi32_mask(_mm512_and_si512(h, _mm512_set1_epi32(0x7FFF)),
+                              _mm512_set1_epi32(0x7F80));  // NaN: quiet bit set, as BF16ToF32
+  const __m512i bits = _mm512_slli_epi32(h, 16);
+  return _mm512_mask_or_epi32(bits, nan, bits, _mm512_set1_epi32(0x400000));
+}
+
+__attribute__((target("avx512f,avx512bw"))) void quant_row_packed_bf16_avx512(
+    const uint16_t* x, int64_t h, int64_t hp, int8_t* dst, int64_t quad_stride, float* scale,
+    int32_t* rowsum) {
+  __m512i mx = _mm512_setzero_si512();
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+  // The last partial group of 16 from a zero-padded copy (zeros leave the max unchanged).
+  alignas(32) uint16_t tail[16] = {};
+  const int64_t h16 = h / 16 * 16;
+  std::memcpy(tail, x + h16, static_cast<size_t>(h - h16) * 2);
+  for (int64_t i = 0; i < h16; i += 16)
+    mx = _mm512_max_epu32(mx, _mm512_and_si512(bf16_bits16(x + i), abs_mask));
+  if (h16 < h) mx = _mm512_max_epu32(mx, _mm512_and_si512(bf16_bits16(tail), abs_mask));
+  float amax;
+  // (Lane reductions by hand: GCC 12's _mm512_reduce_* trip -Werror=uninitialized.)
+  alignas(64) uint32_t lanes[16];
+  _mm512_store_si512(lanes, mx);
+  uint32_t amax_bits = 0;
+  for (uint32_t l : lanes) amax_bits = std::max(amax_bits, l);
+  std::memcpy(&amax, &amax_bits, 4);
+  const float m = 127.0f / amax;
+  const __m512 vm = _mm512_set1_ps(m), lo = _mm512_set1_ps(-128.0f), hi = _mm512_set1_ps(127.0f);
+  __m512i sum = _mm512_setzero_si512();
+  // Up to hp (a multiple of 4): the lanes past h load 0 and quantize to 0 (0 * m, or NaN -> 0).
+  for (int64_t i = 0; i < hp; i += 16) {
+    static const uint16_t zeros[16] = {};
+    const uint16_t* src = i + 16 <= h ? x + i : i < h ? tail : zeros;
+    const __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(bf16_bits16(src)), vm);
+    const __mmask16 not_nan = _mm512_cmp_ps_mask(v, v, _CMP_EQ_OQ);
+    const __m512 c = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    const __m512i q = _mm512_maskz_mov_epi32(
+        not_nan, _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    sum = _mm512_add_epi32(sum, q);
+    const __m128i b = _mm512_cvtepi32_epi8(q);
+    const int64_t quads = std::min<int64_t>(4, (hp - i) / 4);
+    int8_t* d = dst + (i / 4) * quad_stride;
+    alignas(16) int32_t w[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(w), b);
+    for (int64_t j = 0; j < quads; ++j) std::memcpy(d + j * quad_stride, &w[j], 4);
+  }
+  _mm512_store_si512(lanes, sum);
+  uint32_t total = 0;
+  for (uint32_t l : lanes) total += l;  // modulo 2^32, as the row sum of set_row
+  *rowsum = static_cast<int32_t>(total);
+  *scale = 1.0f / m;
+}
+}  // namespace
+#endif
+
+bool dynamic_quant_row_packed(const uint16_t* x, bool f16, int64_t h, int64_t hp, int8_t* dst,
+                              int64_t quad_stride, float* scale, int32_t* rowsum) {
+#if defined(__x86_64__)
+  static const bool ok = [] {
+    const CpuFeatures& f = cpu_features();
+    return f.avx512f && f.avx512bw;
+  }();
+  if (f16 || !ok || h <= 0 || hp < h || hp % 4 != 0) return false;
+  quant_row_packed_bf16_avx512(x, h, hp, dst, quad_stride, scale, rowsum);
+  return true;
+#else
+  (void)x, (void)f16, (void)h, (void)hp, (void)dst, (void)quad_stride, (void)scale, (void)rowsum;
+  return false;
+#endif
 }
 
 DynQuantAsymStages npu_dynamic_quant_asymmetric(const Tensor& x, const Tensor* smooth,

@@ -96,25 +96,39 @@ Columns prepare_columns(const QuantMatmulPlan& p, const Tensor& scale, const Ten
   c.scale.assign(static_cast<size_t>(npad), 0.0f);
   c.offset9.assign(static_cast<size_t>(npad), 0);
   if (p.path != QuantMatmulPath::kInt32Out) {
-    for (int64_t j = 0; j < p.n; ++j) {
-      const int64_t js = scale.numel() == 1 ? 0 : j;
-      const size_t ju = static_cast<size_t>(j);
-      const uint32_t off_bits = offset ? offset->data<uint32_t>()[offset->numel() == 1 ? 0 : j] : 0;
-      uint32_t bits;
-      if (scale.dtype() == DType::kI64) {  // the int64 quant param: FP19 scale, int9 offset
-        const uint64_t qp = static_cast<uint64_t>(scale.data<int64_t>()[js]);
-        bits = ref::decode_dequant_scale_bits(qp);
-        c.offset9[ju] = ref::decode_offset_int9(qp);
-      } else if (scale.dtype() == DType::kBF16) {
-        bits = bf16_to_f32(scale.data<uint16_t>()[js]);  // exact (NaN quieted, as convert())
-        if (offset) c.offset9[ju] = offset_int9(off_bits);
-      } else {
-        bits = scale.data<uint32_t>()[js];
-        // op-plugin's npu_trans_quant_param (round_mode 0): keep the top 19 bits.
-        if (p.path == QuantMatmulPath::kFixpipe) bits &= kFp19KeepMask;
-        if (offset) c.offset9[ju] = offset_int9(off_bits);
+    // Data pointers and dtype tests hoisted out of the column loop (Tensor::data<T>() checks the
+    // dtype on every call: that was most of a ~20 us fixed cost per M = 1 linear call).
+    const bool one = scale.numel() == 1;
+    const uint32_t* off = offset ? offset->data<uint32_t>() : nullptr;
+    const bool off_one = offset && offset->numel() == 1;
+    if (scale.dtype() == DType::kBF16 && !offset) {
+      const uint16_t* sc = scale.data<uint16_t>();
+      for (int64_t j = 0; j < p.n; ++j)
+        c.scale[static_cast<size_t>(j)] = f32_of_bits(bf16_to_f32(sc[one ? 0 : j]));
+    } else {
+      const int64_t* sc64 = scale.dtype() == DType::kI64 ? scale.data<int64_t>() : nullptr;
+      const uint16_t* sc16 = scale.dtype() == DType::kBF16 ? scale.data<uint16_t>() : nullptr;
+      const uint32_t* sc32 = !sc64 && !sc16 ? scale.data<uint32_t>() : nullptr;
+      for (int64_t j = 0; j < p.n; ++j) {
+        const int64_t js = one ? 0 : j;
+        const size_t ju = static_cast<size_t>(j);
+        const uint32_t off_bits = off ? off[off_one ? 0 : j] : 0;
+        uint32_t bits;
+        if (sc64) {  // the int64 quant param: FP19 scale, int9 offset
+          const uint64_t qp = static_cast<uint64_t>(sc64[js]);
+          bits = ref::decode_dequant_scale_bits(qp);
+          c.offset9[ju] = ref::decode_offset_int9(qp);
+        } else if (sc16) {
+          bits = bf16_to_f32(sc16[js]);  // exact (NaN quieted, as convert())
+          if (offset) c.offset9[ju] = offset_int9(off_bits);
+        } else {
+          bits = sc32[js];
+          // op-plugin's npu_trans_quant_param (round_mode 0): keep the top 19 bits.
+          if (p.path == QuantMatmulPath::kFixpipe) bits &= kFp19KeepMask;
+          if (offset) c.offset9[ju] = offset_int9(off_bits);
+        }
+        c.scale[ju] = f32_of_bits(bits);
       }
-      c.scale[ju] = f32_of_bits(bits);
     }
   }
   if (p.bias_int32) {
@@ -572,31 +586,49 @@ void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
   const uint16_t* xin = x.data<uint16_t>();
   PackedActivationsS8& a = ws.a;
   a.reset(rows, w.k_padded());
-  // Row blocks of the packed layout per chunk, ~64 KiB of x per chunk.
-  const int64_t grain =
-      std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(k * kGemmS8Mr, 1));
-  parallel_for(
-      a.blocks(), grain,
-      [&](int64_t b0, int64_t b1) {
-        static thread_local std::vector<float> xf;
-        static thread_local std::vector<int8_t> codes;
-        if (xf.size() < static_cast<size_t>(k)) {
-          xf.resize(static_cast<size_t>(k));
-          codes.resize(static_cast<size_t>(k));
-        }
-        for (int64_t row = b0 * kGemmS8Mr; row < std::min(rows, b1 * kGemmS8Mr); ++row) {
-          dynamic_quant_row_default(xin + row * k, f16, k, xf.data(), codes.data(), pertoken + row);
-          a.set_row(row, codes.data(), k);
-        }
-      },
-      opt.threads);
+  // The quant runs as the GEMM's prologue (the same parallel region: one pool hand-off per
+  // call), in chunks of row blocks of ~32 KiB of x.
+  struct QuantRows {
+    const uint16_t* xin;
+    bool f16;
+    int64_t k, rows;
+    float* pertoken;
+    PackedActivationsS8* a;
+  } qr{xin, f16, k, rows, pertoken, &a};
+  GemmS8Prologue pro;
+  pro.ctx = &qr;
+  pro.units = a.blocks();
+  pro.grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(k * kGemmS8Mr, 1));
+  pro.fn = [](void* ctx, int64_t b0, int64_t b1) {
+    const QuantRows& q = *static_cast<const QuantRows*>(ctx);
+    static thread_local std::vector<float> xf;
+    static thread_local std::vector<int8_t> codes;
+    if (xf.size() < static_cast<size_t>(q.k)) {
+      xf.resize(static_cast<size_t>(q.k));
+      codes.resize(static_cast<size_t>(q.k));
+    }
+    for (int64_t row = b0 * kGemmS8Mr; row < std::min(q.rows, b1 * kGemmS8Mr); ++row) {
+      int32_t sum;
+      if (dynamic_quant_row_packed(q.xin + row * q.k, q.f16, q.k, q.a->k_padded(),
+                                   q.a->row_codes(row), PackedActivationsS8::quad_stride(),
+                                   q.pertoken + row, &sum)) {
+        q.a->set_row_sum(row, sum);
+        continue;
+      }
+      dynamic_quant_row_default(q.xin + row * q.k, q.f16, q.k, xf.data(), codes.data(),
+                                q.pertoken + row);
+      q.a->set_row(row, codes.data(), q.k);
+    }
+  };
+  GemmS8Options gopt = opt;
+  gopt.prologue = &pro;
   QuantMatmulStages st;
   st.out = std::move(y);  // x.shape[:-1] + [N]: the same elements as [rows, N]
   const Columns cols = prepare_columns(p, weight_scale, nullptr, bias);
   Epilogue e = make_epilogue(p, cfg, cols, &ws.pertoken, st, opt.force_scalar);
   e.rows_end = rows;
   try {
-    gemm_s8(a, w, epilogue_tile, &e, opt);
+    gemm_s8(a, w, epilogue_tile, &e, gopt);
   } catch (...) {
     y = std::move(st.out);
     throw;

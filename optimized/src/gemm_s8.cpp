@@ -10,14 +10,26 @@
 // memory. The whole k range is accumulated in registers (no k blocking: a 64-column panel of
 // K = 4096 is 256 KiB and stays in L2; the 6 activation rows are 24 KiB, packed contiguously);
 // the weight stream is software-prefetched into L1.
-// Small M (M <= 96: one item per panel): parallel_for hands out contiguous runs of items (8
-// runs), so a worker knows its next item, and the current item prefetches the next panel into
-// L2 (prefetcht1), spread evenly over its k-steps. Without this, the first row block of every
-// panel waits on L3 / DRAM (at M = 16, 3 row blocks per panel, that first block cost as much as
-// the other two). Larger M: items one at a time, dynamically.
+// Small M (M <= 192: one item per panel): a worker claims runs of ~items / (2 * workers)
+// consecutive panels (2 threads: 4 runs of 16 panels at N = 4096), so it knows its next item,
+// and the current item prefetches the next panel into L2 (prefetcht1), spread evenly over its
+// k-steps. Without this, the first row block of every panel waits on L3 / DRAM (at M = 16,
+// 3 row blocks per panel, that first block cost as much as the other two). Larger M: items one
+// at a time, dynamically. One parallel region per call: a caller's prologue (the fused linear's
+// activation quant) runs on the same workers before the tiles (GemmS8Prologue).
 // Measured on the shared 2-core Zen 4 (CPU time, best of >= 5, bench/quant_matmul_bench or a
 // stand-alone harness): M = 1024 ~ 440 GOPS (95% of the vpdpbusd peak) with the weights in L2;
 // M = 16 1.75 -> 1.5 ms per GEMM with the next-panel prefetch.
+// Session 4 (2 threads, same-process A/B under `chrt -f 10`, docs/perf.md): runs of 16 panels
+// beat one panel per claim (with a look-ahead claim for the prefetch) by 10-20% at M = 1 and 16
+// and 2-7% at M = 128 (with interleaved panels neither thread streams contiguous memory); runs
+// of 4 or 8 were 0-6% slower than 16. M <= 192 as one item per panel beat 96-row chunks at
+// M = 128 by 4% (1 thread) and 11% (2 threads, GEMM alone: with 2 chunks per panel both threads
+// read every panel from L3). A longer pool spin (100-300 us) gave nothing. Weight prefetch for
+// R <= 2 into L2 16 KiB ahead helped M = 1 (8 / 32 / 64 KiB did not). A fixed home half of the
+// panels per thread (the caller one half, the helper the other, then stealing), in case the 2
+// vCPUs sit on different L3s: no difference (M = 1 / 16 / 128: 0.75 / 0.95 / 0.97 vs 0.73 /
+// 0.98 / 0.97).
 // Tried and dropped (all slower here): a 16-row x 16-column kernel reading the weights once for
 // M <= 16; k blocking with the accumulators in an L1 tile buffer (W slice of 8-32 KiB in L1 for
 // 4-16 row blocks: 5-20% slower at M = 16 and M = 1024: the extra accumulator loads / stores cost
@@ -30,6 +42,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -83,16 +96,21 @@ QCONF_VNNI_TARGET inline void dpbusd_bcst(__m512i& acc, __m512i w, const int8_t*
       : "v"(w), "m"(*reinterpret_cast<const i32_alias*>(p)));
 }
 
-// Software prefetch of the weight stream, kPrefetchBytes ahead (4 cache lines per k-step). The
-// hardware prefetchers stop at 4 KiB pages; a small row block (R <= 2: a few cycles per k-step,
-// the panel read once from L3 / DRAM) needs a long distance to keep enough misses in flight; a
-// full block reads a panel that is already in L2 (see PanelPrefetch).
+// Software prefetch of the weight stream (4 cache lines per k-step). The hardware prefetchers
+// stop at 4 KiB pages. A small row block (R <= 2: a few cycles per k-step, the panel read once
+// from L3 / DRAM) needs many misses in flight: L1 tracks few, so the lines are first pulled into
+// L2 16 KiB ahead and then into L1 4 KiB ahead (M = 1, one thread: ~7% faster than the L1
+// prefetch alone; 8 or 32 KiB into L2 were no better). A full block reads a panel that is
+// already in L2 (see PanelPrefetch): 1 KiB ahead into L1.
 template <int R>
 QCONF_VNNI_TARGET inline void prefetch_weights(const uint8_t* w) {
   constexpr int kPrefetchBytes = R <= 2 ? 4096 : 1024;
 #pragma GCC unroll 4
-  for (int j = 0; j < 4; ++j)
+  for (int j = 0; j < 4; ++j) {
+    if constexpr (R <= 2)
+      _mm_prefetch(reinterpret_cast<const char*>(w + 16384 + 64 * j), _MM_HINT_T1);
     _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes + 64 * j), _MM_HINT_T0);
+  }
 }
 
 // The lines of the next weight panel that a kernel call pulls into L2 while it computes:
@@ -223,6 +241,7 @@ void kernel_scalar(const uint8_t* w, const int8_t* a, int64_t kp, bool int4, int
 }
 
 constexpr int64_t kBlocksPerItem = 16;  // 96 rows per work item
+constexpr int64_t kSmallMBlocks = 32;   // up to 192 rows: one item per panel (small M)
 
 }  // namespace
 
@@ -351,9 +370,9 @@ void PackedActivationsS8::reset(int64_t m, int64_t kp) {
     rowsum_cap_ = static_cast<size_t>(std::max<int64_t>(m, 1));
     rowsum_.reset(new int32_t[rowsum_cap_]);
   }
-  // Missing rows of a partial last block must be zero (set_row writes a row's k padding).
-  if (m % kGemmS8Mr != 0 && m > 0)
-    std::memset(buf_.data() + (blocks() - 1) * block_bytes(), 0, block_bytes());
+  // No zeroing: set_row writes a row's k padding, and the missing rows of a partial last block
+  // are never read (the r-row kernels read r rows). Zeroing that block cost a 24 KiB memset per
+  // call at K = 4096, M = 1.
 }
 
 void PackedActivationsS8::set_row(int64_t row, const int8_t* codes, int64_t k) {
@@ -412,63 +431,101 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
     throw std::invalid_argument("gemm_s8: activations packed for padded k " +
                                 std::to_string(a.k_padded()) + ", weights have " +
                                 std::to_string(w.k_padded()));
+  const GemmS8Prologue* pro = opt.prologue && opt.prologue->units > 0 ? opt.prologue : nullptr;
   const int64_t panels = w.panels(), blocks = a.blocks();
-  if (panels == 0 || blocks == 0) return;
+  if ((panels == 0 || blocks == 0) && !pro) return;
   const bool vnni = !opt.force_scalar && cpu_has_vnni();
-  const int64_t chunks = (blocks + kBlocksPerItem - 1) / kBlocksPerItem;
+  // Row chunks of at most kBlocksPerItem blocks, as even as possible (M = 128: 11 + 11 blocks,
+  // not 16 + 6, so that the last items of a call are not the long ones).
+  const int64_t chunks =
+      blocks <= kSmallMBlocks ? 1 : (blocks + kBlocksPerItem - 1) / kBlocksPerItem;
+  const int64_t chunk_blocks = (blocks + chunks - 1) / chunks;
   const uint32_t wbias = static_cast<uint32_t>(w.weight_bias());
   const int64_t steps = w.int4() ? w.k_padded() / 8 : w.k_padded() / 4;
   const int64_t items = panels * chunks;
-  // Small M (one chunk of row blocks: every item is a new panel): contiguous runs of items per
-  // parallel chunk (8 runs: both threads busy, some balancing on a shared machine), so that a
-  // worker knows its next item and prefetches its panel. Larger M: items one at a time (the
-  // best balance; a panel serves several consecutive items from L2, and the next-panel prefetch
-  // measured 0-3% slower at M = 1024, which keeps L2 busy with the A chunk).
+  const int64_t panel_lines = static_cast<int64_t>(w.panel_bytes()) / 64;
+  // Small M (M <= 192, one chunk of row blocks: every item is a new panel): a worker claims a
+  // run of consecutive panels, so it knows its next panel and pulls it into L2 while the
+  // current one computes (see PanelPrefetch). Larger M: items one at a time (a panel serves
+  // several consecutive items from L2; the next-panel prefetch measured 0-3% slower at
+  // M = 1024, where it keeps L2 busy next to the A chunk).
   const bool small_m = chunks == 1;
+
+  auto compute_item = [&](int64_t item, int64_t next_item, int32_t* tile, uint32_t* corr) {
+    const int64_t pn = item / chunks, chunk = item % chunks;
+    const int64_t b_first = chunk * chunk_blocks;
+    const int64_t b_end = std::min(blocks, b_first + chunk_blocks);
+    // With more than one row block (M = 1 is a pure stream with its own long prefetch
+    // distance), the next panel's lines are spread evenly over this item's k-steps.
+    const bool next_panel = next_item >= 0 && b_end - b_first > 1 && steps > 0;
+    int64_t pf_done = 0;
+    const int64_t rate16 = next_panel ? (16 * panel_lines + (b_end - b_first) * steps - 1) /
+                                            ((b_end - b_first) * steps)
+                                      : 0;
+    for (int64_t b = b_first; b < b_end; ++b) {
+      const int rows = static_cast<int>(std::min<int64_t>(kGemmS8Mr, a.m() - b * kGemmS8Mr));
+      for (int r = 0; r < rows; ++r)
+        corr[r] = wbias * static_cast<uint32_t>(a.row_sums()[b * kGemmS8Mr + r]);
+      if (vnni) {
+        PanelPrefetch np;
+        if (next_panel) {
+          np.next = w.panel(next_item / chunks) + 64 * pf_done;
+          np.rate16 = rate16;
+          np.lines = std::min(panel_lines - pf_done, (rate16 * steps) / 16);
+          pf_done += np.lines;
+        }
+        (w.int4() ? kS4Kernels : kS8Kernels)[rows](w.panel(pn), a.block(b), steps, corr, tile, np);
+      } else {
+        kernel_scalar(w.panel(pn), a.block(b), w.k_padded(), w.int4(), rows, corr, tile);
+      }
+      const S8Tile t{b * kGemmS8Mr, pn * kGemmS8Nr, rows,
+                     static_cast<int>(std::min<int64_t>(kGemmS8Nr, w.n() - pn * kGemmS8Nr)), tile};
+      fn(ctx, t);
+    }
+  };
+
+  // One parallel region: the prologue's units, a wait until they are all done, then the items,
+  // both claimed through shared counters (any worker may take any claim, so a helper that
+  // starts late, or a descheduled one, costs at most one claim). The wait cannot hang: every
+  // unit counted as claimed is being run by a worker that is running (a pool that runs the
+  // region inline runs it as one call that does all the units first).
+  std::atomic<int64_t> next_unit{0}, units_done{0}, next{0};
+  std::atomic<bool> failed{false};
+  const int threads = opt.threads > 0 ? opt.threads : default_threads();
+  const int64_t work = std::max(items, pro ? (pro->units + pro->grain - 1) / pro->grain : 0);
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, work));
+  // Small M: runs of ~items / (2 * workers) consecutive panels per claim (2 threads: 4 runs of
+  // 16 panels at N = 4096), so that each thread streams long stretches of contiguous weights
+  // and the next panel of a run is prefetched; larger M: one item per claim.
+  const int64_t run = small_m ? std::max<int64_t>(1, (items + 2 * workers - 1) / (2 * workers)) : 1;
   parallel_for(
-      items, small_m ? std::max<int64_t>(1, items / 8) : 1,
-      [&](int64_t i0, int64_t i1) {
+      workers, 1,
+      [&](int64_t, int64_t) {
+        if (pro) {
+          const int64_t g = std::max<int64_t>(1, pro->grain);
+          for (int64_t u; (u = next_unit.fetch_add(g, std::memory_order_relaxed)) < pro->units;) {
+            const int64_t u1 = std::min(pro->units, u + g);
+            try {
+              pro->fn(pro->ctx, u, u1);
+            } catch (...) {
+              failed.store(true, std::memory_order_relaxed);
+              units_done.fetch_add(u1 - u, std::memory_order_release);
+              throw;  // the pool (or the inline caller) rethrows it from gemm_s8
+            }
+            units_done.fetch_add(u1 - u, std::memory_order_release);
+          }
+          while (units_done.load(std::memory_order_acquire) < pro->units) _mm_pause();
+          if (failed.load(std::memory_order_relaxed)) return;
+        }
         alignas(64) int32_t tile[kGemmS8Mr * kGemmS8Nr];
         uint32_t corr[kGemmS8Mr];
-        for (int64_t item = i0; item < i1; ++item) {
-          const int64_t pn = item / chunks, chunk = item % chunks;
-          const int64_t b_first = chunk * kBlocksPerItem;
-          const int64_t b_end = std::min(blocks, b_first + kBlocksPerItem);
-          // Small M with more than one row block (M = 1 is a pure stream with its own long
-          // prefetch distance): the worker's next panel is pulled into L2 while this item
-          // computes, its lines spread evenly over the item's k-steps (rate16 / 16 per step).
-          const int64_t next_pn = (item + 1) / chunks;
-          const bool next_panel = small_m && item + 1 < i1 && b_end - b_first > 1 && steps > 0;
-          const int64_t panel_lines = static_cast<int64_t>(w.panel_bytes()) / 64;
-          int64_t pf_done = 0;
-          const int64_t rate16 = next_panel ? (16 * panel_lines + (b_end - b_first) * steps - 1) /
-                                                  ((b_end - b_first) * steps)
-                                            : 0;
-          for (int64_t b = b_first; b < b_end; ++b) {
-            const int rows = static_cast<int>(std::min<int64_t>(kGemmS8Mr, a.m() - b * kGemmS8Mr));
-            for (int r = 0; r < rows; ++r)
-              corr[r] = wbias * static_cast<uint32_t>(a.row_sums()[b * kGemmS8Mr + r]);
-            if (vnni) {
-              PanelPrefetch np;
-              if (next_panel) {
-                np.next = w.panel(next_pn) + 64 * pf_done;
-                np.rate16 = rate16;
-                np.lines = std::min(panel_lines - pf_done, (rate16 * steps) / 16);
-                pf_done += np.lines;
-              }
-              (w.int4() ? kS4Kernels : kS8Kernels)[rows](w.panel(pn), a.block(b), steps, corr, tile,
-                                                         np);
-            } else {
-              kernel_scalar(w.panel(pn), a.block(b), w.k_padded(), w.int4(), rows, corr, tile);
-            }
-            const S8Tile t{b * kGemmS8Mr, pn * kGemmS8Nr, rows,
-                           static_cast<int>(std::min<int64_t>(kGemmS8Nr, w.n() - pn * kGemmS8Nr)),
-                           tile};
-            fn(ctx, t);
-          }
+        for (int64_t i0; (i0 = next.fetch_add(run, std::memory_order_relaxed)) < items;) {
+          const int64_t i1 = std::min(items, i0 + run);
+          for (int64_t item = i0; item < i1; ++item)
+            compute_item(item, small_m && item + 1 < i1 ? item + 1 : -1, tile, corr);
         }
       },
-      opt.threads);
+      static_cast<int>(workers));
 }
 
 namespace {

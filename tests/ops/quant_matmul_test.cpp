@@ -18,6 +18,7 @@
 #include "qconf/ops/int4pack.h"
 #include "qconf/ops/scales.h"
 #include "qconf/opt/cpu.h"
+#include "qconf/opt/dynamic_quant_row.h"
 #include "qconf/opt/gemm_s8.h"
 #include "qconf/rng/generators.h"
 #include "qconf/rng/philox.h"
@@ -364,8 +365,11 @@ TEST(GemmS8, SmallMPanelRunsAndEmptyKGiveTheExactSums) {
   // Small M (one row chunk) walks the panels in contiguous runs and prefetches the next panel
   // while 2-3 row blocks compute: several panels (n = 200, a tail), 1 and 2 threads, int8 and
   // int4 weights. k = 0 has no k-steps at all (every sum is 0, nothing to prefetch over).
-  for (const Dims& d : {Dims{16, 300, 200}, Dims{13, 64, 136}, Dims{12, 0, 130}}) {
-    const std::string name = "runs" + std::to_string(d.k);
+  // m = 200 (34 row blocks) is past the small-M limit: three row chunks per panel, one item at
+  // a time; m = 150 is the largest kind of small M (25 blocks in one item).
+  for (const Dims& d : {Dims{16, 300, 200}, Dims{13, 64, 136}, Dims{12, 0, 130}, Dims{200, 40, 130},
+                        Dims{150, 24, 200}}) {
+    const std::string name = "runs" + std::to_string(d.k) + "_" + std::to_string(d.m);
     const Tensor a = rand_i8({d.m, d.k}, name, 0), w = rand_i8({d.k, d.n}, name, 1, -8, 7);
     std::vector<int64_t> order(static_cast<size_t>(d.k));
     for (int64_t t = 0; t < d.k; ++t) order[static_cast<size_t>(t)] = t;
@@ -627,7 +631,7 @@ TEST(W8A8DynamicLinear, EqualsDynamicQuantThenQuantMatmulOfTheReference) {
   // not a multiple of 4 (padded k-quad).
   for (DType dt : {DType::kBF16, DType::kF16})
     for (const Dims& d : {Dims{1, 64, 16}, Dims{9, 136, 72}, Dims{17, 40, 200}, Dims{13, 42, 70},
-                          Dims{3, 42, 70}, Dims{20, 136, 72}}) {
+                          Dims{3, 42, 70}, Dims{20, 136, 72}, Dims{197, 20, 70}}) {
       const std::string name = "lin_" + std::to_string(d.m) + std::string(dtype_name(dt));
       const Tensor x = gen::float_tensor(dt, {d.m, d.k}, gen::FloatDist::normal(1), seed(name), 0);
       const Tensor w = rand_i8({d.k, d.n}, name, 1);
@@ -650,6 +654,61 @@ TEST(W8A8DynamicLinear, EqualsDynamicQuantThenQuantMatmulOfTheReference) {
         }
       EXPECT_TRUE(same(want, opt::w8a8_dynamic_linear(x, pw, ws, &bias)));
     }
+}
+
+TEST(W8A8DynamicLinear, PackedRowQuantEqualsTheRowQuantOnSpecialsAndTails) {
+  // The fused linear quantizes bf16 rows straight into the packed layout
+  // (dynamic_quant_row_packed); it must give the bits of dynamic_quant_row_default + set_row:
+  // codes, zero padding up to the padded k, the scale (NaN payload included) and the row sum.
+  // Rows: random, all zero (amax 0: m = Inf, every code 0), one NaN, one Inf, subnormals only,
+  // +-max bf16, ties at .5 after scaling; lengths with tails of 1..15 lanes and a partial quad.
+  const std::vector<int64_t> lengths = {1, 3, 4, 15, 16, 17, 42, 64, 130, 4095};
+  int checked = 0;
+  for (int64_t h : lengths)
+    for (int kind = 0; kind < 7; ++kind) {
+      const std::string name = "rowq_" + std::to_string(h) + "_" + std::to_string(kind);
+      Tensor x = gen::float_tensor(DType::kBF16, {h}, gen::FloatDist::normal(2), seed(name), 0);
+      uint16_t* v = x.data<uint16_t>();
+      for (int64_t i = 0; i < h; ++i) {
+        if (kind == 1) v[i] = (i % 2) ? 0x8000 : 0x0000;                 // +-0
+        if (kind == 4) v[i] = static_cast<uint16_t>(0x0001 + i % 0x7F);  // subnormals
+        if (kind == 5) v[i] = (i % 3) ? 0x7F7F : 0xFF7F;                 // +-max
+        if (kind == 6) v[i] = static_cast<uint16_t>(0x3F80 + (i % 64));  // [1, 2): .5 ties
+      }
+      if (kind == 2) v[h / 2] = 0x7FC1;                     // a NaN with a payload
+      if (kind == 3) v[h - 1] = 0xFF80;                     // -Inf
+      const int64_t hp = (h + 3) / 4 * 4 + (kind % 2) * 4;  // sometimes an extra padded quad
+      std::vector<float> xf(static_cast<size_t>(h));
+      std::vector<int8_t> codes(static_cast<size_t>(h));
+      float want_scale = 0;
+      opt::dynamic_quant_row_default(v, false, h, xf.data(), codes.data(), &want_scale);
+      opt::PackedActivationsS8 want, got;
+      want.reset(1, hp);
+      got.reset(1, hp);
+      want.set_row(0, codes.data(), h);
+      float got_scale = -1;
+      int32_t got_sum = 0;
+      std::vector<int8_t> dirty(static_cast<size_t>(hp), 0x55);
+      got.set_row(0, dirty.data(), hp);  // stale bytes that every quad must overwrite
+      if (!opt::dynamic_quant_row_packed(v, false, h, hp, got.row_codes(0),
+                                         opt::PackedActivationsS8::quad_stride(), &got_scale,
+                                         &got_sum)) {
+        continue;  // no AVX-512: the linear uses dynamic_quant_row_default
+      }
+      got.set_row_sum(0, got_sum);
+      ++checked;
+      EXPECT_EQ(num::f32_bits(want_scale), num::f32_bits(got_scale)) << name;
+      EXPECT_EQ(want.row_sums()[0], got.row_sums()[0]) << name;
+      for (int64_t q = 0; q < hp / 4; ++q)
+        for (int t = 0; t < 4; ++t)
+          ASSERT_EQ(want.block(0)[q * opt::PackedActivationsS8::quad_stride() + t],
+                    got.block(0)[q * opt::PackedActivationsS8::quad_stride() + t])
+              << name << " k " << 4 * q + t;
+    }
+  const auto& f = opt::cpu_features();
+  if (f.avx512f && f.avx512bw) {
+    EXPECT_EQ(checked, static_cast<int>(lengths.size()) * 7);
+  }
 }
 
 // ---- input validation ---------------------------------------------------------------------

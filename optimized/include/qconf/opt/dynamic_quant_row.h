@@ -11,4 +11,12 @@ namespace qconf::opt {
 void dynamic_quant_row_default(const uint16_t* x, bool f16, int64_t h, float* xf, int8_t* codes,
                                float* scale);
 
+// The same row (same codes and scale, bit for bit), quantized straight into a GEMM's packed
+// activation layout: the codes of k-quad q (4 bytes) at dst + q * quad_stride, zero codes from
+// h up to hp (a multiple of 4), and the sum of the codes (modulo 2^32) in *rowsum. bfloat16 only,
+// on AVX-512; returns false, having written nothing, anywhere else (the caller then uses
+// dynamic_quant_row_default).
+bool dynamic_quant_row_packed(const uint16_t* x, bool f16, int64_t h, int64_t hp, int8_t* dst,
+                              int64_t quad_stride, float* scale, int32_t* rowsum);
+
 }  // namespace qconf::opt

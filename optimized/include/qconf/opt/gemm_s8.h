@@ -88,11 +88,22 @@ class PackedActivationsS8 {
   // For callers that produce the rows themselves (the fused W8A8_DYNAMIC linear quantizes
   // straight into this layout): sizes the object for m rows of padded depth kp, reusing the
   // buffers when they are large enough (no allocation when called again with the same or a
-  // smaller size), and zeroes the padding; then every row in [0, m) must be given to set_row.
+  // smaller size); then every row in [0, m) must be given to set_row (or written through
+  // row_codes + set_row_sum). The missing rows of a partial last block are left as they are:
+  // the kernels never read them (a block of r < 6 rows runs the r-row kernel).
   void reset(int64_t m, int64_t kp);
   // Stores row `row` (k <= kp int8 values, zeros up to kp) and its row sum (modulo 2^32, like
   // pack_s8). Distinct rows may be set concurrently.
   void set_row(int64_t row, const int8_t* codes, int64_t k);
+  // Direct access for a writer of its own: k-quad q of row `row` (4 bytes, all of kp/4 quads
+  // must be written, zeros past k) is at row_codes(row) + q * quad_stride(); its row sum goes
+  // to set_row_sum.
+  int8_t* row_codes(int64_t row) {
+    return reinterpret_cast<int8_t*>(buf_.data()) + (row / kGemmS8Mr) * block_bytes() +
+           4 * (row % kGemmS8Mr);
+  }
+  static constexpr int64_t quad_stride() { return 4 * kGemmS8Mr; }
+  void set_row_sum(int64_t row, int32_t sum) { rowsum_[static_cast<size_t>(row)] = sum; }
 
   int64_t m() const { return m_; }
   int64_t k_padded() const { return kp_; }
@@ -120,9 +131,21 @@ struct S8Tile {
 // Called on the worker thread that computed the tile; tiles never overlap.
 using S8TileFn = void (*)(void* ctx, const S8Tile& tile);
 
+// Work that must finish before any tile is computed (the fused linear quantizes and packs its
+// activation rows here), run by the GEMM's own workers in the same parallel region: units
+// [0, units) in chunks of `grain`, handed out dynamically, then every worker waits until all
+// units are done and starts on the tiles. This saves a second pool hand-off per call. fn must
+// not depend on which thread runs it; an exception from fn is rethrown by gemm_s8.
+struct GemmS8Prologue {
+  void (*fn)(void* ctx, int64_t u0, int64_t u1) = nullptr;
+  void* ctx = nullptr;
+  int64_t units = 0, grain = 1;
+};
+
 struct GemmS8Options {
-  int threads = 0;            // 0 = default_threads(); results never depend on it
-  bool force_scalar = false;  // run the scalar kernel even on a VNNI CPU (tests)
+  int threads = 0;                           // 0 = default_threads(); results never depend on it
+  bool force_scalar = false;                 // run the scalar kernel even on a VNNI CPU (tests)
+  const GemmS8Prologue* prologue = nullptr;  // optional, see GemmS8Prologue
 };
 
 // "avx512_vnni" or "scalar": the kernel gemm_s8 runs on this CPU.
