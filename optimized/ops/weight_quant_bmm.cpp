@@ -826,7 +826,8 @@ QCONF_AVX512 void tile_dot(const WqbmmWeights& w, int64_t n0, const uint16_t* co
         const int64_t k0 = b * bk;
         __m512i wv[CB][2];
         for (int c = 0; c < CB; ++c) {
-          _mm_prefetch(reinterpret_cast<const char*>(col[c] + k0 / 2 + pf), _MM_HINT_T1);
+          if (b % 2 == 0)  // one prefetch per 64-byte line (a block is 32 bytes)
+            _mm_prefetch(reinterpret_cast<const char*>(col[c] + k0 / 2 + pf), _MM_HINT_T1);
           const __m512i wds = _mm512_cvtepu8_epi16(
               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col[c] + k0 / 2)));
           wv[c][0] = _mm512_permutexvar_epi16(wds, tab[c]);
