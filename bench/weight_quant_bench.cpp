@@ -167,7 +167,9 @@ const Problem& problem(bool int4, int64_t k, int64_t n) {
   return p;
 }
 
-void BM_WeightQuantGemv(benchmark::State& state) {
+// One GEMV per iteration; `cold`: the next of the weight copies each time (weights from DRAM),
+// otherwise always the first copy (weights hot in L2/L3: the kernel's compute ceiling).
+void run_gemv(benchmark::State& state, bool cold) {
   const bool int4 = state.range(0) != 0;
   const int64_t k = state.range(1), n = state.range(2);
   const int threads = static_cast<int>(state.range(3));
@@ -180,7 +182,7 @@ void BM_WeightQuantGemv(benchmark::State& state) {
     qconf::opt::wqbmm_gemm_acc(p.copies[next], p.x.data<uint16_t>(), 1, nullptr, acc.data(),
                                threads);
     benchmark::DoNotOptimize(acc.data());
-    next = (next + 1) % p.copies.size();
+    if (cold) next = (next + 1) % p.copies.size();
   }
   const double cpu = (process_cpu_seconds() - c0) / threads;
   state.SetBytesProcessed(state.iterations() * p.weight_bytes);
@@ -193,9 +195,35 @@ void BM_WeightQuantGemv(benchmark::State& state) {
   state.SetLabel(std::string(int4 ? "W4A16 g128" : "W8A16 per-channel") + " bf16, kernel " +
                  std::string(qconf::opt::wqbmm_kernel_name()));
 }
+
+void BM_WeightQuantGemv(benchmark::State& state) { run_gemv(state, true); }
+
+// W8A16 with the int8 weights converted (vpmovsxbd, vcvtdq2ps, FMA, vcvtne2ps2bf16) instead of
+// looked up with VBMI: the path of CPUs without VBMI, for an A/B in the same process.
+void BM_WeightQuantGemvConvert(benchmark::State& state) {
+  qconf::opt::wqbmm_disable_vbmi_lookup(true);
+  run_gemv(state, true);
+  qconf::opt::wqbmm_disable_vbmi_lookup(false);
+}
+
+// The weights of one copy every iteration (hot in L2/L3 at K = N = 4096 W4A16: 9 MiB; W8A16:
+// 17 MiB, within the 32 MiB L3): what the kernel reaches when memory is not the limit.
+void BM_WeightQuantGemvHot(benchmark::State& state) { run_gemv(state, false); }
+
 BENCHMARK(BM_WeightQuantGemv)
     ->ArgNames({"int4", "K", "N", "threads"})
     ->ArgsProduct({{0, 1}, {4096}, {4096, 14336}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+BENCHMARK(BM_WeightQuantGemvConvert)
+    ->ArgNames({"int4", "K", "N", "threads"})
+    ->ArgsProduct({{0}, {4096}, {4096}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_WeightQuantGemvHot)
+    ->ArgNames({"int4", "K", "N", "threads"})
+    ->ArgsProduct({{0, 1}, {4096}, {4096}, {1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

@@ -4,7 +4,9 @@
 // each column stored k-contiguous and padded to a multiple of 32 rows (int8: one byte per k;
 // int4: two k per byte, the even k in the low nibble), N padded to a multiple of 4 with zero
 // columns, and the raw scale/offset bits per (column, group). The GEMV never materializes W:
-//   int8: per element, W = antiquant(w) with the exact roundings of the reference (below);
+//   int8: per element, W = antiquant(w) with the exact roundings of the reference (below); on
+//         the bf16 dot path with AVX-512 VBMI and groups of >= 512 k, a lookup in a 256-word
+//         table per (column, group) built with the same formula (int8_dot_lut);
 //   int4: per (column, group) a 16-entry table T[nibble] = antiquant(value) is built in one SIMD
 //         register, and each weight is a table lookup (vpermps).
 //
@@ -44,6 +46,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -78,6 +81,11 @@ constexpr int64_t kQuad = 4;    // columns per GEMV tile
 // under load, CPU time, median of 200: ~9.8-10.2 GB/s with prefetcht0, 11.6-15.3 GB/s with
 // prefetcht1 at 2, 4 or 8 tiles ahead. int8 weights keep prefetcht0: that path is bound by
 // the antiquant arithmetic (the same time with the weights hot in L3), not by the stream.
+// The int8 VBMI lookup (int8_dot_lut) is fast enough to be bound by the stream, and it too
+// prefetches into L2: W8A16 K = N = 4096 from DRAM, one core, thread CPU time per call, min /
+// median of 200 (2026-11-22, load ~10): prefetcht0 1340-1545 / 1781-1814 us, prefetcht1
+// 889-932 / 1049-1059 us. Distances of 1, 2, 4, 8, 16 tiles (prefetcht1): 1-4 within the noise
+// of each other (median ~1000-1100 us), 8 and 16 ~5-10% slower, none (0) ~2x slower.
 constexpr int64_t kPrefetchTiles = 4;
 int64_t prefetch_distance(const WqbmmWeights& w) {
   return kPrefetchTiles * kQuad * (w.shape.int4 ? w.kpad / 2 : w.kpad);
@@ -648,6 +656,136 @@ QCONF_AVX512 QCONF_INLINE void dot_block(const __m512i (&wv)[CB][2], const uint1
   }
 }
 
+// ---- int8 weights by table lookup (AVX-512 VBMI) ------------------------------------------------
+//
+// On the dot path every W of a column and group is one of 256 bf16 words, a function of the
+// weight byte only. With VBMI the words are looked up instead of computed: per (column, group)
+// the 256-word table T[u] = bf16(pre_round(int8(u))) (the same formula, the same instructions as
+// bf16_words_int8, so the same bits) is built in registers as its 256 low bytes (4 registers)
+// and its 256 high bytes (4 registers); per 64 weights one byte permute (vpermb) puts the bytes
+// in the order the word interleave (vpunpck{l,h}bw, within 128-bit lanes) undoes, two masked
+// vpermi2b per half look up the low and the high bytes (bit 7 of the byte picks the table half),
+// and the two interleaves give the words of k0..k0+31 and k0+32..k0+63 in k order: the operands
+// of the two 32-k dot blocks of bf16_words_int8, so the summation order and the result are those
+// of the conversion path bit for bit. Per 64 weights: 1 vpermb, 1 vpmovb2m, 4 vpermi2b,
+// 2 vpunpck, 2 vdpbf16ps, instead of 4 vpmovsxbd, 4 vcvtdq2ps, 4 FMA, 2 vcvtne2ps2bf16,
+// 2 vdpbf16ps. Building a table costs ~50 instructions, so the lookup is used only when a group
+// spans at least kLutMinK k (per-channel scales: the whole column).
+#define QCONF_AVX512_VBMI                                                \
+  __attribute__((                                                        \
+      target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi," \
+             "f16c,fma")))
+
+constexpr int64_t kLutMinK = 512;
+
+// The fp32 value of each byte u read as int8, u = 0..255.
+struct ByteValues {
+  alignas(64) float v[256];
+  constexpr ByteValues() : v() {
+    for (int u = 0; u < 256; ++u) v[u] = static_cast<float>(u < 128 ? u : u - 256);
+  }
+};
+constexpr ByteValues kByteValues;
+
+std::atomic<bool> g_disable_lut{false};
+
+template <int kKind>
+QCONF_AVX512_VBMI QCONF_INLINE void lut_build_kind(const VParam& p, __m512i (&lo)[4],
+                                                   __m512i (&hi)[4]) {
+  __m512i words[8];
+  for (int t = 0; t < 8; ++t) {
+    const __m512 a = pre_round_v<kKind>(_mm512_load_ps(kByteValues.v + 32 * t), p);
+    const __m512 b = pre_round_v<kKind>(_mm512_load_ps(kByteValues.v + 32 * t + 16), p);
+    words[t] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(b, a));
+  }
+  alignas(64) uint8_t even[64], odd[64];
+  for (int i = 0; i < 64; ++i) {
+    even[i] = static_cast<uint8_t>(2 * i);
+    odd[i] = static_cast<uint8_t>(2 * i + 1);
+  }
+  const __m512i ie = _mm512_load_si512(even), io = _mm512_load_si512(odd);
+  for (int q = 0; q < 4; ++q) {
+    lo[q] = _mm512_permutex2var_epi8(words[2 * q], ie, words[2 * q + 1]);
+    hi[q] = _mm512_permutex2var_epi8(words[2 * q], io, words[2 * q + 1]);
+  }
+}
+
+// The int8 blocks [b0, b1) of one group on the dot path, CB columns (formulas kBf16Fma or
+// kBf16Mul, dot_ok), MB rows, accumulating into acc like tile_dot's int8 branch. NC columns at a
+// time (NC = 2 for one row: two independent vdpbf16ps chains; one column for several rows): the
+// two tables of a column take 8 of the 32 vector registers; the tables of four columns would not
+// fit, and reloading them from the stack cost as much as the conversion they replace.
+template <int CB, int MB>
+QCONF_AVX512_VBMI void int8_dot_lut(const int8_t* const (&col)[CB], const Param* p,
+                                    const uint16_t* const* xw, int64_t b0, int64_t b1, int64_t pf,
+                                    __m512 (&acc)[MB * CB * 2]) {
+  constexpr int NC = MB == 1 && CB % 2 == 0 ? 2 : 1;
+  // perm[16q + j] = 8q + j, perm[16q + 8 + j] = 32 + 8q + j (q < 4, j < 8).
+  alignas(64) uint8_t perm[64];
+  for (int q = 0; q < 4; ++q)
+    for (int j = 0; j < 8; ++j) {
+      perm[16 * q + j] = static_cast<uint8_t>(8 * q + j);
+      perm[16 * q + 8 + j] = static_cast<uint8_t>(32 + 8 * q + j);
+    }
+  const __m512i vperm = _mm512_load_si512(perm);
+  for (int c0 = 0; c0 < CB; c0 += NC) {
+    __m512i lo[NC][4], hi[NC][4];
+    VParam vp[NC];
+    __m512 a[MB][NC];
+    for (int i = 0; i < NC; ++i) {
+      vp[i] = vparam(p[c0 + i]);
+      if (p[c0 + i].kind == kBf16Fma)
+        lut_build_kind<kBf16Fma>(vp[i], lo[i], hi[i]);
+      else
+        lut_build_kind<kBf16Mul>(vp[i], lo[i], hi[i]);
+      for (int m = 0; m < MB; ++m) a[m][i] = acc[(m * CB + c0 + i) * 2];
+    }
+    int64_t b = b0;
+    for (; b + 2 <= b1; b += 2) {
+      const int64_t k0 = b * kDotBlock8;
+      __m512i x0[MB], x1[MB];
+      for (int m = 0; m < MB; ++m) {
+        x0[m] = _mm512_loadu_si512(xw[m] + k0);
+        x1[m] = _mm512_loadu_si512(xw[m] + k0 + 32);
+      }
+      for (int i = 0; i < NC; ++i) {
+        const int8_t* cp = col[c0 + i];
+        _mm_prefetch(reinterpret_cast<const char*>(cp + k0 + pf), _MM_HINT_T1);
+        const __m512i u = _mm512_permutexvar_epi8(
+            vperm, _mm512_loadu_si512(reinterpret_cast<const void*>(cp + k0)));
+        const __mmask64 neg = _mm512_movepi8_mask(u);
+        const __mmask64 pos = _knot_mask64(neg);
+        __m512i l = _mm512_mask2_permutex2var_epi8(lo[i][0], u, pos, lo[i][1]);
+        l = _mm512_mask2_permutex2var_epi8(lo[i][2], l, neg, lo[i][3]);
+        __m512i h = _mm512_mask2_permutex2var_epi8(hi[i][0], u, pos, hi[i][1]);
+        h = _mm512_mask2_permutex2var_epi8(hi[i][2], h, neg, hi[i][3]);
+        const __m512i wa = _mm512_unpacklo_epi8(l, h), wb = _mm512_unpackhi_epi8(l, h);
+        for (int m = 0; m < MB; ++m) {
+          a[m][i] = _mm512_dpbf16_ps(a[m][i], reinterpret_cast<__m512bh>(wa),
+                                     reinterpret_cast<__m512bh>(x0[m]));
+          a[m][i] = _mm512_dpbf16_ps(a[m][i], reinterpret_cast<__m512bh>(wb),
+                                     reinterpret_cast<__m512bh>(x1[m]));
+        }
+      }
+    }
+    for (; b < b1; ++b) {  // an odd last 32-k block: the conversion path
+      const int64_t k0 = b * kDotBlock8;
+      for (int i = 0; i < NC; ++i) {
+        const int8_t* cp = col[c0 + i];
+        const __m512i wv = p[c0 + i].kind == kBf16Fma ? bf16_words_int8<kBf16Fma>(cp + k0, vp[i])
+                                                      : bf16_words_int8<kBf16Mul>(cp + k0, vp[i]);
+        for (int m = 0; m < MB; ++m)
+          a[m][i] = _mm512_dpbf16_ps(a[m][i], reinterpret_cast<__m512bh>(wv),
+                                     reinterpret_cast<__m512bh>(_mm512_loadu_si512(xw[m] + k0)));
+      }
+    }
+    for (int i = 0; i < NC; ++i)
+      for (int m = 0; m < MB; ++m) acc[(m * CB + c0 + i) * 2] = a[m][i];
+  }
+}
+
+bool use_lut() { return !g_disable_lut.load() && cpu_features().avx512vbmi; }
+
 template <int CB, int MB, bool kInt4>
 QCONF_AVX512 void tile_dot(const WqbmmWeights& w, int64_t n0, const uint16_t* const* xw,
                            float* out) {
@@ -688,7 +826,8 @@ QCONF_AVX512 void tile_dot(const WqbmmWeights& w, int64_t n0, const uint16_t* co
         const int64_t k0 = b * bk;
         __m512i wv[CB][2];
         for (int c = 0; c < CB; ++c) {
-          _mm_prefetch(reinterpret_cast<const char*>(col[c] + k0 / 2 + pf), _MM_HINT_T1);
+          if (b % 2 == 0)  // one prefetch per 64-byte line (a block is 32 bytes)
+            _mm_prefetch(reinterpret_cast<const char*>(col[c] + k0 / 2 + pf), _MM_HINT_T1);
           const __m512i wds = _mm512_cvtepu8_epi16(
               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col[c] + k0 / 2)));
           wv[c][0] = _mm512_permutexvar_epi16(wds, tab[c]);
@@ -706,6 +845,10 @@ QCONF_AVX512 void tile_dot(const WqbmmWeights& w, int64_t n0, const uint16_t* co
         vp[c] = vparam(p[c]);
         all_fma = all_fma && p[c].kind == kBf16Fma;
         col[c] = reinterpret_cast<const int8_t*>(w.packed.data() + (n0 + c) * w.kpad);
+      }
+      if ((b1 - b0) * bk >= kLutMinK && use_lut()) {
+        int8_dot_lut<CB, MB>(col, p, xw, b0, b1, pf, acc);
+        continue;
       }
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t k0 = b * bk;
@@ -840,6 +983,7 @@ void column_rows_dot(const WqbmmWeights& w, int64_t n, const uint16_t* const* xw
 
 std::string_view wqbmm_kernel_name() { return use_avx512() ? "avx512" : "portable"; }
 void wqbmm_force_portable_kernel(bool on) { g_force_portable.store(on); }
+void wqbmm_disable_vbmi_lookup(bool on) { g_disable_lut.store(on); }
 
 WqbmmWeights wqbmm_prepare_weights(const WqbmmArgs& a, const WqbmmConfig& cfg) {
   WqbmmWeights w;

@@ -32,6 +32,7 @@ CpuFeatures detect() {
   f.avx512f = ((b >> 16) & 1) && zmm_os;
   f.avx512bw = ((b >> 30) & 1) && zmm_os;
   f.avx512vnni = ((c >> 11) & 1) && zmm_os;
+  f.avx512vbmi = ((c >> 1) & 1) && zmm_os;
   f.amx_int8 = ((d >> 25) & 1) && amx_os;
   unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
   __cpuid_count(7, 1, a1, b1, c1, d1);
@@ -56,6 +57,7 @@ std::string cpu_features_str() {
   add(f.avx512f, "avx512f");
   add(f.avx512bw, "avx512bw");
   add(f.avx512vnni, "avx512vnni");
+  add(f.avx512vbmi, "avx512vbmi");
   add(f.avx512bf16, "avx512bf16");
   add(f.amx_int8, "amx-int8");
   return s.empty() ? "none" : s;

@@ -11,6 +11,7 @@ struct CpuFeatures {
   bool avx512f = false;
   bool avx512bw = false;
   bool avx512vnni = false;
+  bool avx512vbmi = false;  // VPERMB / VPERMI2B / VPERMT2B (byte permutes)
   bool avx512bf16 = false;  // VCVTNEPS2BF16
   bool amx_int8 = false;    // needs arch_prctl(ARCH_REQ_XCOMP_PERM) before use
 };

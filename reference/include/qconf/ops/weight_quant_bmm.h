@@ -155,6 +155,9 @@ std::string_view wqbmm_kernel_name();
 // Test hook: run the portable kernel even where AVX-512 is available (both give bit-identical
 // results; tests/ops/weight_quant_bmm_test.cpp proves it).
 void wqbmm_force_portable_kernel(bool on);
+// Test hook: on a CPU with AVX-512 VBMI, compute the int8 bf16 words by conversion instead of
+// by table lookup (the VBMI lookup and the conversion give bit-identical results).
+void wqbmm_disable_vbmi_lookup(bool on);
 }  // namespace opt
 
 }  // namespace qconf
