@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <tuple>
+#include <utility>
 
 #include "qconf/conformance/op.h"
 #include "qconf/numeric/float_format.h"
@@ -457,49 +459,89 @@ TEST(W4A16Chain, OptimizedIsBitExactToReferenceOnRandomShapes) {
   }
 }
 
+// n elements of v starting `skew` bytes past a 64-byte boundary (v gets 128 bytes of slack).
+template <class T>
+T* skewed(std::vector<T>& v, size_t n, int skew) {
+  v.assign(n + 128 / sizeof(T), T{0});
+  const auto base = (reinterpret_cast<uintptr_t>(v.data()) + 63) / 64 * 64;
+  return reinterpret_cast<T*>(base + static_cast<uintptr_t>(skew));
+}
+
 TEST(PackingLarge, OutputsOf16MiBAndMoreUseStreamingStoresAndStayExact) {
-  // From 16 MiB of output the transposing packers write whole lines with streaming stores; the
-  // reference is too slow at this size, so the check is the defining index formula.
-  const int64_t a = 4096, b = 4096;
-  const Tensor v = ints(DType::kI8, {1, a, b}, -128, 127, "stream_i8");
-  const uint8_t* in = reinterpret_cast<const uint8_t*>(v.data<int8_t>());
-  std::vector<int32_t> out(static_cast<size_t>(a * b / 4));
-  opt::w4a8_modelslim_pack(v.data<int8_t>(), 1, a, b, out.data(), 2);
-  const auto* o = reinterpret_cast<const uint8_t*>(out.data());
-  int64_t bad = 0;
-  for (int64_t r = 0; r < a; ++r)
-    for (int64_t c = 0; c < b; ++c) bad += o[c * a + r] != in[r * b + c];
-  EXPECT_EQ(bad, 0) << "modelslim";
-  // LLM-Compressor: n = 2a int4 rows, k = b/2 -> output [k, a] bytes (8 MiB: not streamed) and
-  // n = 2a, k = b -> 16 MiB (streamed).
-  for (int64_t k : {b / 2, b}) {
-    const Tensor w = ints(DType::kI8, {1, 2 * a, k}, -128, 127, "stream_lc" + std::to_string(k));
-    const uint8_t* wi = reinterpret_cast<const uint8_t*>(w.data<int8_t>());
-    std::vector<int32_t> lo(static_cast<size_t>(a * k / 4));
-    opt::w4a8_llmcompressor_pack(w.data<int8_t>(), 1, 2 * a, k, lo.data(), 2);
-    const auto* l = reinterpret_cast<const uint8_t*>(lo.data());
-    bad = 0;
-    for (int64_t j = 0; j < a; ++j)
-      for (int64_t c = 0; c < k; ++c)
-        bad += l[c * a + j] !=
-               static_cast<uint8_t>((wi[(2 * j + 1) * k + c] << 4) | (wi[2 * j * k + c] & 0xF));
-    EXPECT_EQ(bad, 0) << "llmcompressor k=" << k;
-  }
-  // W4A16 chain: input [n, kw] words, output [8kw, n/8] words; out nibble (k, n) = in nibble
-  // (n, k) ^ 8.
-  const int64_t n = 4096, kw = 1024;
-  const Tensor p = ints(DType::kI32, {1, n, kw}, INT32_MIN, INT32_MAX, "stream_chain");
-  std::vector<int32_t> co(static_cast<size_t>(n * kw));
-  opt::w4a16_ct_repack_chain(p.data<int32_t>(), 1, n, kw, co.data(), 2);
-  const uint8_t* pi = reinterpret_cast<const uint8_t*>(p.data<int32_t>());
-  const auto* cb = reinterpret_cast<const uint8_t*>(co.data());
-  bad = 0;
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t k = 0; k < 8 * kw; ++k) {
-      const int want = ((pi[r * 4 * kw + k / 2] >> (4 * (k & 1))) & 0xF) ^ 8;
-      bad += ((cb[k * (n / 2) + r / 2] >> (4 * (r & 1))) & 0xF) != want;
+  // From 16 MiB of output the transposing packers write whole lines with streaming stores when
+  // the output starts on a 64-byte boundary (skew 0), and ordinary stores otherwise (skew 16,
+  // where a std::vector of this size starts); the reference is too slow at this size, so the
+  // check is the defining index formula.
+  for (int skew : {0, 16}) {
+    const int64_t a = 4096, b = 4096;
+    const Tensor v = ints(DType::kI8, {1, a, b}, -128, 127, "stream_i8");
+    const uint8_t* in = reinterpret_cast<const uint8_t*>(v.data<int8_t>());
+    std::vector<int32_t> out_buf;
+    int32_t* out = skewed(out_buf, static_cast<size_t>(a * b / 4), skew);
+    opt::w4a8_modelslim_pack(v.data<int8_t>(), 1, a, b, out, 2);
+    const auto* o = reinterpret_cast<const uint8_t*>(out);
+    int64_t bad = 0;
+    for (int64_t r = 0; r < a; ++r)
+      for (int64_t c = 0; c < b; ++c) bad += o[c * a + r] != in[r * b + c];
+    EXPECT_EQ(bad, 0) << "modelslim skew " << skew;
+    // LLM-Compressor: n = 2a int4 rows, k = b/2 -> output [k, a] bytes (8 MiB: not streamed)
+    // and n = 2a, k = b -> 16 MiB (streamed).
+    for (int64_t k : {b / 2, b}) {
+      const Tensor w = ints(DType::kI8, {1, 2 * a, k}, -128, 127, "stream_lc" + std::to_string(k));
+      const uint8_t* wi = reinterpret_cast<const uint8_t*>(w.data<int8_t>());
+      std::vector<int32_t> lo_buf;
+      int32_t* lo = skewed(lo_buf, static_cast<size_t>(a * k / 4), skew);
+      opt::w4a8_llmcompressor_pack(w.data<int8_t>(), 1, 2 * a, k, lo, 2);
+      const auto* l = reinterpret_cast<const uint8_t*>(lo);
+      bad = 0;
+      for (int64_t j = 0; j < a; ++j)
+        for (int64_t c = 0; c < k; ++c)
+          bad += l[c * a + j] !=
+                 static_cast<uint8_t>((wi[(2 * j + 1) * k + c] << 4) | (wi[2 * j * k + c] & 0xF));
+      EXPECT_EQ(bad, 0) << "llmcompressor k=" << k << " skew " << skew;
     }
-  EXPECT_EQ(bad, 0) << "w4a16 chain";
+    // W4A16 chain: input [n, kw] words, output [8kw, n/8] words; out nibble (k, n) = in nibble
+    // (n, k) ^ 8.
+    const int64_t n = 4096, kw = 1024;
+    const Tensor p = ints(DType::kI32, {1, n, kw}, INT32_MIN, INT32_MAX, "stream_chain");
+    std::vector<int32_t> co_buf;
+    int32_t* co = skewed(co_buf, static_cast<size_t>(n * kw), skew);
+    opt::w4a16_ct_repack_chain(p.data<int32_t>(), 1, n, kw, co, 2);
+    const uint8_t* pi = reinterpret_cast<const uint8_t*>(p.data<int32_t>());
+    const auto* cb = reinterpret_cast<const uint8_t*>(co);
+    bad = 0;
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t k = 0; k < 8 * kw; ++k) {
+        const int want = ((pi[r * 4 * kw + k / 2] >> (4 * (k & 1))) & 0xF) ^ 8;
+        bad += ((cb[k * (n / 2) + r / 2] >> (4 * (r & 1))) & 0xF) != want;
+      }
+    EXPECT_EQ(bad, 0) << "w4a16 chain skew " << skew;
+  }
+}
+
+TEST(PackingLarge, CtUnpackOf16MiBAndMoreStreamsFromTheFirstLineBoundaryAndStaysExact) {
+  // 4-bit unpack along dim 0 and dim 1 with 16 MiB of output: streaming stores from the first
+  // line boundary on (output 64-byte aligned, or 16 bytes off: a head of ordinary stores
+  // first), ordinary stores only (output at an odd address), checked against the defining
+  // formula out = field - 8, for 1 and 2 threads.
+  const int64_t prow = 2048, pcol = 1024;  // 8 MiB of words -> 16 MiB of int8
+  const Tensor p = ints(DType::kI32, {prow, pcol}, INT32_MIN, INT32_MAX, "stream_ct_unpack");
+  const auto* w = reinterpret_cast<const uint32_t*>(p.data<int32_t>());
+  std::vector<int8_t> buf;
+  for (int dim : {0, 1})
+    for (auto [skew, threads] : {std::pair{0, 2}, std::pair{16, 1}, std::pair{1, 2}}) {
+      int8_t* o = skewed(buf, static_cast<size_t>(prow * pcol * 8), skew);
+      const CtShape cs = dim == 1 ? CtShape{prow, pcol * 8} : CtShape{prow * 8, pcol};
+      opt::ct_unpack_from_int32(p.data<int32_t>(), prow, pcol, 4, cs, dim, o, threads);
+      int64_t bad = 0;
+      for (int64_t r = 0; r < cs.rows; ++r)
+        for (int64_t c = 0; c < cs.cols; ++c) {
+          const uint32_t word = dim == 1 ? w[r * pcol + c / 8] : w[(r / 8) * pcol + c];
+          const int field = static_cast<int>((word >> (4 * (dim == 1 ? c % 8 : r % 8))) & 0xF);
+          bad += o[r * cs.cols + c] != static_cast<int8_t>(field - 8);
+        }
+      EXPECT_EQ(bad, 0) << "dim " << dim << " skew " << skew << " threads " << threads;
+    }
 }
 
 TEST(PackingThreads, RawEntryPointsGiveTheSameBytesForOneAndTwoThreads) {
@@ -531,7 +573,8 @@ TEST(W4A16Chain, RejectsBadInputsWithClearMessages) {
               HasSubstr("weight_packed must be int32"));
 }
 
-// ---- fixtures -----------------------------------------------------------------------------------
+// ---- fixtures
+// -----------------------------------------------------------------------------------
 
 TEST(PackingFixtures, EachFixtureStaysUnder150KB) {
   for (const char* op : {"vllm_ascend_pack_int4_to_int32", "ct_pack_to_int32",
