@@ -1112,3 +1112,20 @@ TEST(TensorJson, ErrorsArePrefixedWithTheGivenWhere) {
 
 }  // namespace
 }  // namespace qconf::conf
+
+// The optimized packers stream whole output lines only from a 64-byte aligned start; with
+// std::vector's default allocator a large tensor (glibc serves it by mmap) starts 16 bytes past
+// a page boundary, so this fails without the aligned allocator.
+TEST(TensorStorage, EveryNonEmptyTensorStartsOnACacheLine) {
+  for (int64_t n : {1, 3, 64, 1000, 4097, 1 << 20, 3 << 20}) {
+    for (qconf::DType dt :
+         {qconf::DType::kI8, qconf::DType::kBF16, qconf::DType::kF32, qconf::DType::kI64}) {
+      const qconf::Tensor t(dt, {n});
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t.bytes()) % qconf::Tensor::kStorageAlignment, 0u)
+          << qconf::dtype_name(dt) << "[" << n << "]";
+      const qconf::Tensor copy = t;  // copies keep the alignment
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(copy.bytes()) % qconf::Tensor::kStorageAlignment, 0u);
+      EXPECT_TRUE(copy.bit_equal(t));
+    }
+  }
+}

@@ -5,6 +5,7 @@
 // tensor round-trips through a fixture file without any conversion.
 #pragma once
 
+#include <boost/align/aligned_allocator.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -81,6 +82,7 @@ std::string shape_str(const Shape& s);  // "[2, 3, 8]"
 
 class Tensor {
  public:
+  static constexpr size_t kStorageAlignment = 64;  // bytes() of a non-empty tensor
   Tensor() = default;
   Tensor(DType dtype, Shape shape);  // zero-filled
 
@@ -145,7 +147,11 @@ class Tensor {
   }
   DType dtype_ = DType::kF32;
   Shape shape_{0};  // default-constructed: an empty tensor, not a scalar
-  std::vector<std::byte> bytes_;
+  // Storage starts on a 64-byte (cache-line) boundary, as torch's CPU allocator gives: the
+  // optimized transposing packers and unpackers stream whole output lines with non-temporal
+  // stores only from an aligned start (docs/perf.md, issue 3); std::vector's default 16-byte
+  // alignment put every Tensor output 16 bytes off a line.
+  std::vector<std::byte, boost::alignment::aligned_allocator<std::byte, kStorageAlignment>> bytes_;
 };
 
 // Named tensors: the inputs, the stages and the outputs of one op call.
