@@ -327,15 +327,12 @@ void PackedActivationsS8::pack_s8(const int8_t* a, int64_t m, int64_t k, int64_t
                                   int threads) {
   if (m < 0 || k < 0 || lda < k || kp < k || kp % 4 != 0)
     throw std::invalid_argument("PackedActivationsS8::pack_s8: bad m, k, lda or padded k");
-  m_ = m;
-  kp_ = kp;
-  buf_ = AlignedBuffer(static_cast<size_t>(blocks()) * block_bytes());
+  reset(m, kp);  // the storage, reused when it is large enough (no allocation per call)
   // Zero padding: everything when k is padded, else only a partial last block's missing rows.
   if (kp != k)
-    std::memset(buf_.data(), 0, buf_.size());
+    std::memset(buf_.data(), 0, static_cast<size_t>(blocks()) * block_bytes());
   else if (m % kGemmS8Mr != 0)
     std::memset(buf_.data() + (blocks() - 1) * block_bytes(), 0, block_bytes());
-  rowsum_.reset(new int32_t[static_cast<size_t>(std::max<int64_t>(m, 1))]);
   const int64_t quads = k / 4;
   parallel_for(
       blocks(), 8,
@@ -378,15 +375,14 @@ void PackedActivationsS8::reset(int64_t m, int64_t kp) {
 void PackedActivationsS8::set_row(int64_t row, const int8_t* codes, int64_t k) {
   if (row < 0 || row >= m_ || k < 0 || k > kp_)
     throw std::invalid_argument("PackedActivationsS8::set_row: bad row or k");
-  int8_t* dst = reinterpret_cast<int8_t*>(buf_.data()) + (row / kGemmS8Mr) * block_bytes() +
-                4 * (row % kGemmS8Mr);
+  int8_t* dst = row_codes(row);
   const int64_t quads = k / 4;
-  for (int64_t q = 0; q < quads; ++q) std::memcpy(dst + q * 4 * kGemmS8Mr, codes + 4 * q, 4);
+  for (int64_t q = 0; q < quads; ++q) std::memcpy(dst + q * quad_stride(), codes + 4 * q, 4);
   // The partial last quad and the padding up to kp: zeros after the row's last value.
   for (int64_t q = quads; q < kp_ / 4; ++q) {
     int8_t quad[4] = {0, 0, 0, 0};
     for (int t = 0; t < 4 && 4 * q + t < k; ++t) quad[t] = codes[4 * q + t];
-    std::memcpy(dst + q * 4 * kGemmS8Mr, quad, 4);
+    std::memcpy(dst + q * quad_stride(), quad, 4);
   }
   int64_t sum = 0;
   for (int64_t kk = 0; kk < k; ++kk) sum += codes[kk];
@@ -396,11 +392,8 @@ void PackedActivationsS8::set_row(int64_t row, const int8_t* codes, int64_t k) {
 void PackedActivationsS8::pack_s4(const int32_t* a, int64_t m, int64_t k, int64_t kp, int threads) {
   if (m < 0 || k < 0 || k % 8 != 0 || kp < k || kp % 4 != 0)
     throw std::invalid_argument("PackedActivationsS8::pack_s4: bad m, k or padded k");
-  m_ = m;
-  kp_ = kp;
-  buf_ = AlignedBuffer(static_cast<size_t>(blocks()) * block_bytes());
-  std::memset(buf_.data(), 0, buf_.size());
-  rowsum_.reset(new int32_t[static_cast<size_t>(std::max<int64_t>(m, 1))]);
+  reset(m, kp);  // the storage, reused when it is large enough
+  std::memset(buf_.data(), 0, static_cast<size_t>(blocks()) * block_bytes());
   parallel_for(
       blocks(), 8,
       [&](int64_t b0, int64_t b1) {
@@ -432,6 +425,7 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
                                 std::to_string(a.k_padded()) + ", weights have " +
                                 std::to_string(w.k_padded()));
   const GemmS8Prologue* pro = opt.prologue && opt.prologue->units > 0 ? opt.prologue : nullptr;
+  const int64_t pro_grain = pro ? std::max<int64_t>(1, pro->grain) : 1;  // units per claim
   const int64_t panels = w.panels(), blocks = a.blocks();
   if ((panels == 0 || blocks == 0) && !pro) return;
   const bool vnni = !opt.force_scalar && cpu_has_vnni();
@@ -492,7 +486,7 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
   std::atomic<int64_t> next_unit{0}, units_done{0}, next{0};
   std::atomic<bool> failed{false};
   const int threads = opt.threads > 0 ? opt.threads : default_threads();
-  const int64_t work = std::max(items, pro ? (pro->units + pro->grain - 1) / pro->grain : 0);
+  const int64_t work = std::max(items, pro ? (pro->units + pro_grain - 1) / pro_grain : 0);
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, work));
   // Small M: runs of ~items / (2 * workers) consecutive panels per claim (2 threads: 4 runs of
   // 16 panels at N = 4096), so that each thread streams long stretches of contiguous weights
@@ -502,9 +496,9 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
       workers, 1,
       [&](int64_t, int64_t) {
         if (pro) {
-          const int64_t g = std::max<int64_t>(1, pro->grain);
-          for (int64_t u; (u = next_unit.fetch_add(g, std::memory_order_relaxed)) < pro->units;) {
-            const int64_t u1 = std::min(pro->units, u + g);
+          for (int64_t u;
+               (u = next_unit.fetch_add(pro_grain, std::memory_order_relaxed)) < pro->units;) {
+            const int64_t u1 = std::min(pro->units, u + pro_grain);
             try {
               pro->fn(pro->ctx, u, u1);
             } catch (...) {

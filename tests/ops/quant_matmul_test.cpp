@@ -397,6 +397,35 @@ TEST(GemmS8, SmallMPanelRunsAndEmptyKGiveTheExactSums) {
   }
 }
 
+TEST(GemmS8, OnePackedActivationsObjectReusedAcrossPacksAndResetsGivesTheExactSums) {
+  // pack_s8 and reset share the object's storage and reuse it when it is large enough: a reset
+  // to 40 rows, a pack of 7, a reset to 30 (its row sums must fit: pack_s8 once replaced them
+  // with an array of its own m while reset's recorded capacity stayed 40, so this reset wrote
+  // past 7 rows; `make sanitize` reports it), a smaller pack, and a larger one again.
+  opt::PackedActivationsS8 pa;
+  const int64_t n = 70;
+  int step = 0;
+  for (const Dims& d :
+       {Dims{40, 64, n}, Dims{7, 37, n}, Dims{30, 64, n}, Dims{3, 64, n}, Dims{25, 101, n}}) {
+    const std::string name = "reuse" + std::to_string(step);
+    const Tensor a = rand_i8({d.m, d.k}, name, 0), w = rand_i8({d.k, d.n}, name, 1);
+    std::vector<int64_t> order(static_cast<size_t>(d.k));
+    for (int64_t t = 0; t < d.k; ++t) order[static_cast<size_t>(t)] = t;
+    const std::vector<int64_t> exact = dots(a, w, order);
+    const opt::PackedWeightsS8 pw = opt::PackedWeightsS8::pack(w);
+    if (step == 0 || step == 2) {  // reset + set_row
+      pa.reset(d.m, pw.k_padded());
+      for (int64_t r = 0; r < d.m; ++r) pa.set_row(r, a.data<int8_t>() + r * d.k, d.k);
+    } else {
+      pa.pack_s8(a.data<int8_t>(), d.m, d.k, d.k, pw.k_padded());
+    }
+    std::vector<int32_t> c(static_cast<size_t>(d.m * d.n), -1);
+    opt::gemm_s8_s32(pa, pw, c.data(), d.n, opt::GemmS8Options{});
+    for (size_t i = 0; i < c.size(); ++i) ASSERT_EQ(c[i], exact[i]) << name << " element " << i;
+    ++step;
+  }
+}
+
 TEST(GemmS8, VnniKernelIsUsedWhenTheCpuHasIt) {
   const auto& f = opt::cpu_features();
   EXPECT_EQ(opt::gemm_s8_kernel(),

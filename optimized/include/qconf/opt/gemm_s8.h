@@ -80,7 +80,8 @@ class PackedWeightsS8 {
 // Activations packed for one GEMM with weights of padded depth kp.
 class PackedActivationsS8 {
  public:
-  // a: m rows of int8, row stride lda (>= k).
+  // a: m rows of int8, row stride lda (>= k). pack_s8 and pack_s4 reuse the object's buffers
+  // when they are large enough, as reset does.
   void pack_s8(const int8_t* a, int64_t m, int64_t k, int64_t lda, int64_t kp, int threads = 0);
   // a: m rows of k/8 int32 words (packed int4), k % 8 == 0.
   void pack_s4(const int32_t* a, int64_t m, int64_t k, int64_t kp, int threads = 0);
