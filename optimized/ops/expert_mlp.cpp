@@ -68,17 +68,9 @@ void swiglu_quant_rows(const float* c, int64_t valid_rows, int64_t h, const Swig
                        SwigluQuantRounding rnd, SwigluQuantStages& st) {
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(h, 1));
   parallel_for(valid_rows, grain, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* row = c + r * 2 * h;
-      float* s = st.swiglu.data<float>() + r * h;
-      if (cfg.swiglu_mode == 0) {
-        swiglu_halves_f32(row + (cfg.activate_left ? 0 : h), row + (cfg.activate_left ? h : 0), s,
-                          h);
-      } else {
-        swiglu_oai_f32(row, s, h, cfg.clamp_limit, cfg.glu_alpha, cfg.glu_bias);
-      }
-      row_quant(s, h, rnd, st.y.data<int8_t>() + r * h, st.scale.data<float>() + r);
-    }
+    for (int64_t r = r0; r < r1; ++r)
+      swiglu_quant_row_f32(c + r * 2 * h, h, cfg, rnd, st.swiglu.data<float>() + r * h,
+                           st.y.data<int8_t>() + r * h, st.scale.data<float>() + r);
   });
 }
 

@@ -416,7 +416,6 @@ W4a16MoePacked w4a16_moe_pack(const W4a16MoeLoaded& w, int64_t g) {
   p.e = w.w13_weight.dim(0);
   p.h = w.w13_weight.dim(1);
   p.i = w.w13_weight.dim(2) * 4;
-  p.group_size = g;
   p.pdt = w.w13_scale.dtype();
   WqbmmConfig wc;
   wc.group_size = g;

@@ -687,6 +687,28 @@ struct ByteValues {
 };
 constexpr ByteValues kByteValues;
 
+// The byte indices the table build and the lookup permute with, computed once at compile time:
+// even[i] = 2i and odd[i] = 2i + 1 (the low and the high byte of word i of a 64-word pair);
+// lookup[16q + j] = 8q + j, lookup[16q + 8 + j] = 32 + 8q + j (q < 4, j < 8): the order the
+// per-lane word interleave (vpunpck{l,h}bw) undoes.
+struct LutIndices {
+  alignas(64) uint8_t even[64];
+  alignas(64) uint8_t odd[64];
+  alignas(64) uint8_t lookup[64];
+  constexpr LutIndices() : even(), odd(), lookup() {
+    for (int i = 0; i < 64; ++i) {
+      even[i] = static_cast<uint8_t>(2 * i);
+      odd[i] = static_cast<uint8_t>(2 * i + 1);
+    }
+    for (int q = 0; q < 4; ++q)
+      for (int j = 0; j < 8; ++j) {
+        lookup[16 * q + j] = static_cast<uint8_t>(8 * q + j);
+        lookup[16 * q + 8 + j] = static_cast<uint8_t>(32 + 8 * q + j);
+      }
+  }
+};
+constexpr LutIndices kLutIndices;
+
 std::atomic<bool> g_disable_lut{false};
 
 template <int kKind>
@@ -698,12 +720,8 @@ QCONF_AVX512_VBMI QCONF_INLINE void lut_build_kind(const VParam& p, __m512i (&lo
     const __m512 b = pre_round_v<kKind>(_mm512_load_ps(kByteValues.v + 32 * t + 16), p);
     words[t] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(b, a));
   }
-  alignas(64) uint8_t even[64], odd[64];
-  for (int i = 0; i < 64; ++i) {
-    even[i] = static_cast<uint8_t>(2 * i);
-    odd[i] = static_cast<uint8_t>(2 * i + 1);
-  }
-  const __m512i ie = _mm512_load_si512(even), io = _mm512_load_si512(odd);
+  const __m512i ie = _mm512_load_si512(kLutIndices.even);
+  const __m512i io = _mm512_load_si512(kLutIndices.odd);
   for (int q = 0; q < 4; ++q) {
     lo[q] = _mm512_permutex2var_epi8(words[2 * q], ie, words[2 * q + 1]);
     hi[q] = _mm512_permutex2var_epi8(words[2 * q], io, words[2 * q + 1]);
@@ -720,14 +738,7 @@ QCONF_AVX512_VBMI void int8_dot_lut(const int8_t* const (&col)[CB], const Param*
                                     const uint16_t* const* xw, int64_t b0, int64_t b1, int64_t pf,
                                     __m512 (&acc)[MB * CB * 2]) {
   constexpr int NC = MB == 1 && CB % 2 == 0 ? 2 : 1;
-  // perm[16q + j] = 8q + j, perm[16q + 8 + j] = 32 + 8q + j (q < 4, j < 8).
-  alignas(64) uint8_t perm[64];
-  for (int q = 0; q < 4; ++q)
-    for (int j = 0; j < 8; ++j) {
-      perm[16 * q + j] = static_cast<uint8_t>(8 * q + j);
-      perm[16 * q + 8 + j] = static_cast<uint8_t>(32 + 8 * q + j);
-    }
-  const __m512i vperm = _mm512_load_si512(perm);
+  const __m512i vperm = _mm512_load_si512(kLutIndices.lookup);
   for (int c0 = 0; c0 < CB; c0 += NC) {
     __m512i lo[NC][4], hi[NC][4];
     VParam vp[NC];

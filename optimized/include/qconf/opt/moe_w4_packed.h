@@ -51,7 +51,7 @@ Tensor w4a8_moe_expert_mlp_packed(const Tensor& x, const Tensor& group_list, con
 // params-dtype rounding, npu_swiglu and the second GEMM: the same kernels on the same rows as
 // opt::w4a16_moe_expert_mlp, so the same bits.
 struct W4a16MoePacked {
-  int64_t e = 0, h = 0, i = 0, group_size = 0;
+  int64_t e = 0, h = 0, i = 0;  // the group size is each WqbmmWeights' own
   DType pdt = DType::kBF16;
   std::vector<WqbmmWeights> w13, w2;  // per expert: [H, 2I] and [I, H] with their group scales
 };
