@@ -296,7 +296,7 @@ int main(int argc, char** argv) {
       ckpt_opts.skip_rule = schemes::parse_skip_rule(ckpt_skip);
       if (!ckpt_pdt.empty()) ckpt_opts.params_dtype = ckpt_pdt == "float16" ? "F16" : "BF16";
       // --tp-size also sets the validator's tp (its shape rules, e.g. W4A8's 16 / tp) unless
-      // --tp says otherwise.
+      // --tp is above 1.
       if (ckpt_run.tp_size > 1 && ckpt_opts.tp == 1) ckpt_opts.tp = ckpt_run.tp_size;
       return checkpoint_command(ckpt_dir, ckpt_opts, ckpt_run, stdout, stderr);
     }

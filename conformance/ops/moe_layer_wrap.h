@@ -261,28 +261,50 @@ inline Check moe_layer_y_check(const Params& p, const TensorMap& in, const Routi
   return bounded(cb.exact, cb.bound);
 }
 
+// The router's checks of one MoE layer case: moe_gating_top_k_bounds over the case's
+// router_logits (and e_score_correction_bias, on the EP rank's expert map), as every MoE layer
+// oracle and `qconf checkpoint --run` (which redraws the logits of an ambiguous case) run them.
+// Not copyable: args points into emap and the inputs.
+struct RouterBounds {
+  RouterBounds(const MoeLayerConfig& cfg, const TensorMap& in)
+      : emap(moe_expert_map(in.at("router_logits").dim(1), cfg)) {
+    args.logits = &in.at("router_logits");
+    auto b = in.find("e_score_correction_bias");
+    args.bias = b == in.end() ? nullptr : &b->second;
+    args.expert_map = emap.numel() ? &emap : nullptr;
+    bounds = ref::moe_gating_top_k_bounds(args, cfg.routing);
+  }
+  RouterBounds(const RouterBounds&) = delete;
+  RouterBounds& operator=(const RouterBounds&) = delete;
+
+  // The first token whose top-k expert set is not unique under the stated exp accuracy, or -1.
+  int64_t ambiguous_token() const { return bounds.alt_rows.empty() ? -1 : bounds.alt_rows[0]; }
+  // The layer ops' stages downstream of the router assume one expert set per token.
+  void require_unique(const std::string& op) const {
+    if (ambiguous_token() < 0) return;
+    throw std::runtime_error(
+        op + ": token " + std::to_string(ambiguous_token()) +
+        "'s expert set is not unique under the stated exp accuracy (moe_gating_top_k lists "
+        "alternatives); the downstream stages assume one expert set: use other router_logits "
+        "(another --seed)");
+  }
+
+  Tensor emap;
+  RoutingArgs args;
+  RoutingBounds bounds;
+};
+
 inline std::map<std::string, Check> oracle(const Spec& s, const Params& p, const TensorMap& in,
                                            const TensorMap& out) {
   std::map<std::string, Check> m;
   const DType pdt = scheme_pipeline::pdt_of(p);
   const MoeLayerConfig cfg = config_of(s, p);
-  const Tensor& logits = in.at("router_logits");
-  const int64_t experts = logits.dim(1);
 
   // Router: moe_gating_top_k's own checks (as scheme_w8a8_dynamic_moe).
-  const Tensor emap = moe_expert_map(experts, cfg);
-  RoutingArgs ra;
-  ra.logits = &logits;
-  auto bi = in.find("e_score_correction_bias");
-  ra.bias = bi == in.end() ? nullptr : &bi->second;
-  ra.expert_map = emap.numel() ? &emap : nullptr;
-  const RoutingBounds rb = ref::moe_gating_top_k_bounds(ra, cfg.routing);
-  if (!rb.alt_rows.empty())
-    throw std::runtime_error(
-        std::string(s.op) + ": token " + std::to_string(rb.alt_rows[0]) +
-        "'s expert set is not unique under the stated exp accuracy (moe_gating_top_k lists "
-        "alternatives); the downstream stages assume one expert set: use other router_logits "
-        "(another --seed)");
+  const RouterBounds router(cfg, in);
+  router.require_unique(s.op);
+  const RoutingArgs& ra = router.args;
+  const RoutingBounds& rb = router.bounds;
   Check ids;
   ids.mode = CheckMode::kRowSet;
   ids.accept.offsets = {0};

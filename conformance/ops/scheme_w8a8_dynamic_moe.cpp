@@ -170,23 +170,12 @@ std::map<std::string, Check> oracle(const Params& p, const TensorMap& in, const 
   const DType pdt = scheme_pipeline::pdt_of(p);
   const MoeLayerConfig cfg = config_of(p);
   const W8a8MoeMlpPath path = path_of(p);
-  const Tensor& logits = in.at("router_logits");
-  const int64_t experts = logits.dim(1);
 
   // Router: moe_gating_top_k's own checks.
-  const Tensor emap = moe_expert_map(experts, cfg);
-  RoutingArgs ra;
-  ra.logits = &logits;
-  auto bi = in.find("e_score_correction_bias");
-  ra.bias = bi == in.end() ? nullptr : &bi->second;
-  ra.expert_map = emap.numel() ? &emap : nullptr;
-  const RoutingBounds rb = ref::moe_gating_top_k_bounds(ra, cfg.routing);
-  if (!rb.alt_rows.empty())
-    throw std::runtime_error(
-        std::string(kOp) + ": token " + std::to_string(rb.alt_rows[0]) +
-        "'s expert set is not unique under the stated exp accuracy (moe_gating_top_k lists "
-        "alternatives); the downstream stages assume one expert set: use other router_logits "
-        "(another --seed)");
+  const moe_layer_wrap::RouterBounds router(cfg, in);
+  router.require_unique(kOp);
+  const RoutingArgs& ra = router.args;
+  const RoutingBounds& rb = router.bounds;
   Check ids;
   ids.mode = CheckMode::kRowSet;
   ids.accept.offsets = {0};

@@ -329,7 +329,7 @@ Tensor tp_halves(const std::string& dir, const std::string& layer, const std::st
   return o;
 }
 
-// A linear case's inputs (x not yet drawn) -> the rank's; returns the layer's kind.
+// A linear case's inputs (x drawn as for tp = 1) -> the rank's; returns the layer's kind.
 TpKind shard_linear_case(const std::string& dir, const std::string& layer, const OpDef& def,
                          int64_t tp, int64_t rank, CaseSpec& s) {
   const std::optional<TpKind> kind = tp_kind_of(layer);
@@ -345,6 +345,8 @@ TpKind shard_linear_case(const std::string& dir, const std::string& layer, const
     const std::string name = layer + "." + in;
     if (in == "weight") {
       t = tp_part(dir, layer, name, t, col ? 0 : 1, tp, rank);
+    } else if (in == "x") {
+      if (!col) t = tp_part(dir, layer, layer + " (x)", t, 1, tp, rank);  // the rank's columns
     } else if (in == "weight_scale" || in == "weight_offset") {
       // Per channel [N, 1] / [N]: split with N (column) or whole (row); per group [N, K/g]:
       // split along the group dim under row parallelism.
@@ -427,16 +429,8 @@ void tp_label(CaseSpec& s, const CheckpointRunOptions& o, const std::string& rul
 int64_t ambiguous_token(const CaseSpec& s, const std::string& op) {
   moe_layer_wrap::Spec spec;
   spec.op = op.c_str();
-  const MoeLayerConfig cfg = moe_layer_wrap::config_of(spec, s.params);
-  const Tensor& logits = s.inputs.at("router_logits");
-  const Tensor emap = moe_expert_map(logits.dim(1), cfg);
-  RoutingArgs ra;
-  ra.logits = &logits;
-  auto b = s.inputs.find("e_score_correction_bias");
-  ra.bias = b == s.inputs.end() ? nullptr : &b->second;
-  ra.expert_map = emap.numel() ? &emap : nullptr;
-  const RoutingBounds rb = ref::moe_gating_top_k_bounds(ra, cfg.routing);
-  return rb.alt_rows.empty() ? -1 : rb.alt_rows[0];
+  return moe_layer_wrap::RouterBounds(moe_layer_wrap::config_of(spec, s.params), s.inputs)
+      .ambiguous_token();
 }
 
 // router_logits float32 [tokens, E] ~ N(0, (2^sigma_log2)^2). Draw 0 is stream 1 of the case seed
@@ -576,22 +570,16 @@ Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerRep
       s.inputs[in] = c.tensors.read(p + "." + in);
     }
     const int64_t k = s.inputs.at("weight").dim(1);
+    s.inputs["x"] = gen::float_tensor(pdt, {tokens, k}, gen::FloatDist::normal(0), sd, 0);
     if (opts.tp_size > 1) {
       // x: the tp = 1 activation (same seed); row-parallel: the rank's columns of it.
       const TpKind kind = shard_linear_case(c.dir, p, *def, opts.tp_size, opts.tp_rank, s);
-      const Tensor x = gen::float_tensor(pdt, {tokens, k}, gen::FloatDist::normal(0), sd, 0);
-      s.inputs["x"] = kind == TpKind::kColumn
-                          ? x
-                          : tp_part(c.dir, p, p + " (x)", x, 1, opts.tp_size, opts.tp_rank);
       tp_label(s, opts,
                kind == TpKind::kColumn
                    ? "column-parallel: output channels split, x whole"
                    : "row-parallel: input channels split (x's columns too), bias on rank 0 "
                      "only, partial output (the all-reduce sums the ranks)");
-      specs.push_back(std::move(s));
-      continue;
     }
-    s.inputs["x"] = gen::float_tensor(pdt, {tokens, k}, gen::FloatDist::normal(0), sd, 0);
     specs.push_back(std::move(s));
   }
   OpDef copy = *def;

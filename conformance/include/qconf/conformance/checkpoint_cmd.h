@@ -64,7 +64,7 @@ inline constexpr int kCheckpointRouterDraws = 16;
 // the scheme declares is a CheckpointError naming it.
 Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
                                  uint64_t seed, int64_t tokens);
-// The same with every run option (seed, tokens, router_sigma_log2).
+// The same with every run option (seed, tokens, router_sigma_log2, tp_size, tp_rank).
 Fixture checkpoint_layer_fixture(const ckpt::Checkpoint& c, const ckpt::LayerReport& layer,
                                  const CheckpointRunOptions& opts);
 
