@@ -346,9 +346,13 @@ void BM_MoeW4a16Layer(benchmark::State& st) {
   const int64_t tokens = st.range(0), rows = tokens * 8 / kELocal;
   const W4a16Problem& p = w4a16_problem(rows);
   if constexpr (kPacked) {
-    if (!qconf::opt::w4a16_moe_expert_mlp_packed(p.x, p.group_list, p.packed)
-             .bit_equal(qconf::opt::w4a16_moe_expert_mlp(p.x, p.group_list, p.loaded, 32).y))
-      return st.SkipWithError("prepared and per-call W4A16 expert MLPs differ");
+    static std::map<int64_t, bool> checked;  // once per shape, not per benchmark invocation
+    if (!checked[rows]) {
+      if (!qconf::opt::w4a16_moe_expert_mlp_packed(p.x, p.group_list, p.packed)
+               .bit_equal(qconf::opt::w4a16_moe_expert_mlp(p.x, p.group_list, p.loaded, 32).y))
+        return st.SkipWithError("prepared and per-call W4A16 expert MLPs differ");
+      checked[rows] = true;
+    }
   }
   for (auto _ : st) {
     if constexpr (kPacked) {

@@ -55,6 +55,7 @@
 #include "qconf/numeric/float_format.h"
 #include "qconf/ops/moe_layer.h"
 #include "qconf/ops/moe_w8a8.h"
+#include "qconf/ops/scales.h"
 #include "qconf/opt/expert_mlp.h"
 #include "qconf/opt/parallel.h"
 #include "qconf/rng/generators.h"
@@ -147,10 +148,7 @@ void add_scales(TensorMap& w, int64_t n) {
   Tensor s2 = gen::float_tensor(DType::kBF16, {kE, kH}, gen::FloatDist::grid(64, 127, -16), s, 1);
   w["w13_scale_param"] = moe_load::slice_experts(s13, 0, n);
   w["w2_scale_param"] = moe_load::slice_experts(s2, 0, n);
-  Tensor f(DType::kF32, {n, 2 * kI});
-  for (int64_t i = 0; i < f.numel(); ++i)
-    f.data<float>()[i] = num::bf16_to_f32(w["w13_scale_param"].data<uint16_t>()[i]);
-  w["w13_scale_fp32"] = std::move(f);
+  w["w13_scale_fp32"] = ref::widen_scale_to_fp32(w["w13_scale_param"]);
 }
 
 // The experts (of [0, n)) that the layer routes `tokens` tokens to.
