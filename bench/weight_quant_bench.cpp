@@ -26,6 +26,7 @@
 #include <tuple>
 #include <vector>
 
+#include "qconf/core/large_buffer.h"
 #include "qconf/ops/weight_quant_bmm.h"
 #include "qconf/opt/parallel.h"
 #include "qconf/rng/generators.h"
@@ -53,9 +54,12 @@ uint64_t sum_words(const uint64_t* p, int64_t b, int64_t e) {
   return s0 + s1 + s2 + s3;
 }
 
-const std::vector<uint64_t>& stream_buffer() {
-  static const std::vector<uint64_t> buf = [] {
-    std::vector<uint64_t> b(static_cast<size_t>(kStreamBytes / 8));
+// Allocated like the packed weights (qconf/core/large_buffer.h: huge pages where the system
+// allows them), so that the reference stream and the weights see the same page size.
+using StreamBuffer = std::vector<uint64_t, qconf::LargeBufferAllocator<uint64_t>>;
+const StreamBuffer& stream_buffer() {
+  static const StreamBuffer buf = [] {
+    StreamBuffer b(static_cast<size_t>(kStreamBytes / 8));
     for (size_t i = 0; i < b.size(); ++i) b[i] = i * 0x9E3779B97F4A7C15ull;
     return b;
   }();

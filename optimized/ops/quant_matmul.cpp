@@ -610,7 +610,7 @@ void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
     for (int64_t row = b0 * kGemmS8Mr; row < std::min(q.rows, b1 * kGemmS8Mr); ++row) {
       int32_t sum;
       if (dynamic_quant_row_packed(q.xin + row * q.k, q.f16, q.k, q.a->k_padded(),
-                                   q.a->row_codes(row), PackedActivationsS8::quad_stride(),
+                                   q.a->row_codes(row), q.a->quad_stride(row),
                                    q.pertoken + row, &sum)) {
         q.a->set_row_sum(row, sum);
         continue;

@@ -49,18 +49,17 @@
 #include <stdexcept>
 #include <string>
 
+#include "qconf/core/large_buffer.h"
 #include "qconf/opt/cpu.h"
 #include "qconf/opt/parallel.h"
 
 namespace qconf::opt {
 
 AlignedBuffer::AlignedBuffer(size_t bytes) : size_(bytes) {
-  const size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
-  p_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, rounded)));
-  if (!p_) throw std::bad_alloc();
+  p_.reset(static_cast<uint8_t*>(allocate_large_buffer(std::max<size_t>(bytes, 1))));
 }
 
-void AlignedBuffer::Free::operator()(uint8_t* p) const { std::free(p); }
+void AlignedBuffer::Free::operator()(uint8_t* p) const { free_large_buffer(p); }
 
 namespace {
 
@@ -148,7 +147,7 @@ QCONF_VNNI_TARGET void kernel_s8_vnni(const uint8_t* w, const int8_t* a, int64_t
       dpbusd_bcst(c[r][3], w3, a + 4 * r);
     }
     w += 4 * 64;
-    a += 4 * kGemmS8Mr;
+    a += 4 * R;  // a block of R rows: quad stride 4R (gemm_s8.h)
   }
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
@@ -187,11 +186,11 @@ QCONF_VNNI_TARGET void kernel_s4_vnni(const uint8_t* w, const int8_t* a, int64_t
 #pragma GCC unroll 6
       for (int r = 0; r < R; ++r) {
         dpbusd_bcst(c[r][j], lo, a + 4 * r);
-        dpbusd_bcst(c[r][j], hi, a + 4 * kGemmS8Mr + 4 * r);
+        dpbusd_bcst(c[r][j], hi, a + 4 * R + 4 * r);
       }
     }
     w += 4 * 64;
-    a += 8 * kGemmS8Mr;
+    a += 8 * R;
   }
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
@@ -218,7 +217,7 @@ void kernel_scalar(const uint8_t* w, const int8_t* a, int64_t kp, bool int4, int
   uint32_t acc[kGemmS8Mr][kGemmS8Nr] = {};
   const int64_t quads = kp / 4;
   for (int64_t q = 0; q < quads; ++q) {
-    const int8_t* aq = a + q * 4 * kGemmS8Mr;
+    const int8_t* aq = a + q * 4 * rows;  // a block of `rows` rows: quad stride 4 rows
     for (int c = 0; c < kGemmS8Nr; ++c) {
       const int j = c / 16, lane = c % 16;
       uint8_t wu[4];
@@ -328,25 +327,22 @@ void PackedActivationsS8::pack_s8(const int8_t* a, int64_t m, int64_t k, int64_t
   if (m < 0 || k < 0 || lda < k || kp < k || kp % 4 != 0)
     throw std::invalid_argument("PackedActivationsS8::pack_s8: bad m, k, lda or padded k");
   reset(m, kp);  // the storage, reused when it is large enough (no allocation per call)
-  // Zero padding: everything when k is padded, else only a partial last block's missing rows.
-  if (kp != k)
-    std::memset(buf_.data(), 0, static_cast<size_t>(blocks()) * block_bytes());
-  else if (m % kGemmS8Mr != 0)
-    std::memset(buf_.data() + (blocks() - 1) * block_bytes(), 0, block_bytes());
+  // Zero padding past k (the quads of a partial last k-quad and the padded quads).
+  if (kp != k) std::memset(buf_.data(), 0, static_cast<size_t>(blocks()) * block_bytes());
   const int64_t quads = k / 4;
   parallel_for(
       blocks(), 8,
       [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           int8_t* dst = reinterpret_cast<int8_t*>(buf_.data()) + b * block_bytes();
-          for (int r = 0; r < kGemmS8Mr && b * kGemmS8Mr + r < m; ++r) {
+          const int64_t qs = 4 * block_rows(b);  // the block's quad stride
+          for (int r = 0; r < block_rows(b); ++r) {
             const int64_t row = b * kGemmS8Mr + r;
             const int8_t* src = a + row * lda;
             // Whole k-quads as 4-byte moves, then the tail byte by byte.
-            for (int64_t q = 0; q < quads; ++q)
-              std::memcpy(dst + q * 4 * kGemmS8Mr + 4 * r, src + 4 * q, 4);
+            for (int64_t q = 0; q < quads; ++q) std::memcpy(dst + q * qs + 4 * r, src + 4 * q, 4);
             for (int64_t kk = 4 * quads; kk < k; ++kk)
-              dst[quads * 4 * kGemmS8Mr + 4 * r + (kk - 4 * quads)] = src[kk];
+              dst[quads * qs + 4 * r + (kk - 4 * quads)] = src[kk];
             int64_t sum = 0;
             for (int64_t kk = 0; kk < k; ++kk) sum += src[kk];
             rowsum_[static_cast<size_t>(row)] = static_cast<int32_t>(static_cast<uint32_t>(sum));
@@ -367,9 +363,8 @@ void PackedActivationsS8::reset(int64_t m, int64_t kp) {
     rowsum_cap_ = static_cast<size_t>(std::max<int64_t>(m, 1));
     rowsum_.reset(new int32_t[rowsum_cap_]);
   }
-  // No zeroing: set_row writes a row's k padding, and the missing rows of a partial last block
-  // are never read (the r-row kernels read r rows). Zeroing that block cost a 24 KiB memset per
-  // call at K = 4096, M = 1.
+  // No zeroing: set_row writes a row's k padding, and a partial last block holds only its rows
+  // (quad stride 4r). Zeroing that block cost a 24 KiB memset per call at K = 4096, M = 1.
 }
 
 void PackedActivationsS8::set_row(int64_t row, const int8_t* codes, int64_t k) {
@@ -377,12 +372,13 @@ void PackedActivationsS8::set_row(int64_t row, const int8_t* codes, int64_t k) {
     throw std::invalid_argument("PackedActivationsS8::set_row: bad row or k");
   int8_t* dst = row_codes(row);
   const int64_t quads = k / 4;
-  for (int64_t q = 0; q < quads; ++q) std::memcpy(dst + q * quad_stride(), codes + 4 * q, 4);
+  const int64_t qs = quad_stride(row);
+  for (int64_t q = 0; q < quads; ++q) std::memcpy(dst + q * qs, codes + 4 * q, 4);
   // The partial last quad and the padding up to kp: zeros after the row's last value.
   for (int64_t q = quads; q < kp_ / 4; ++q) {
     int8_t quad[4] = {0, 0, 0, 0};
     for (int t = 0; t < 4 && 4 * q + t < k; ++t) quad[t] = codes[4 * q + t];
-    std::memcpy(dst + q * quad_stride(), quad, 4);
+    std::memcpy(dst + q * qs, quad, 4);
   }
   int64_t sum = 0;
   for (int64_t kk = 0; kk < k; ++kk) sum += codes[kk];
@@ -399,12 +395,13 @@ void PackedActivationsS8::pack_s4(const int32_t* a, int64_t m, int64_t k, int64_
       [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           int8_t* dst = reinterpret_cast<int8_t*>(buf_.data()) + b * block_bytes();
-          for (int r = 0; r < kGemmS8Mr && b * kGemmS8Mr + r < m; ++r) {
+          const int64_t qs = 4 * block_rows(b);  // the block's quad stride
+          for (int r = 0; r < block_rows(b); ++r) {
             const int64_t row = b * kGemmS8Mr + r;
             int64_t sum = 0;
             for (int64_t kk = 0; kk < k; ++kk) {
               const int32_t v = int4_at(a + row * (k / 8), kk);
-              dst[(kk / 4) * 4 * kGemmS8Mr + 4 * r + kk % 4] = static_cast<int8_t>(v);
+              dst[(kk / 4) * qs + 4 * r + kk % 4] = static_cast<int8_t>(v);
               sum += v;
             }
             rowsum_[static_cast<size_t>(row)] = static_cast<int32_t>(static_cast<uint32_t>(sum));

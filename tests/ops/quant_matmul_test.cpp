@@ -426,6 +426,33 @@ TEST(GemmS8, OnePackedActivationsObjectReusedAcrossPacksAndResetsGivesTheExactSu
   }
 }
 
+TEST(GemmS8, AShortLastBlockIsPackedDenselyWithAQuadStrideOfFourBytesPerRow) {
+  // gemm_s8.h: a block of r rows stores per k-quad its r rows' 4 bytes (quad stride 4r); only
+  // the last block can be short. m = 1 (one 1-row block), 8 (6 + 2), 12 (6 + 6); k = 10 pads the
+  // last quad with zeros. pack_s8 and reset + set_row give the same bytes.
+  const int64_t k = 10, kp = 12;
+  for (int64_t m : {1, 8, 12}) {
+    const std::string name = "dense" + std::to_string(m);
+    const Tensor a = rand_i8({m, k}, name, 0);
+    opt::PackedActivationsS8 packed, by_rows;
+    packed.pack_s8(a.data<int8_t>(), m, k, k, kp);
+    by_rows.reset(m, kp);
+    for (int64_t r = 0; r < m; ++r) by_rows.set_row(r, a.data<int8_t>() + r * k, k);
+    for (int64_t row = 0; row < m; ++row) {
+      const int64_t b = row / opt::kGemmS8Mr, r = row % opt::kGemmS8Mr;
+      const int rows = static_cast<int>(std::min<int64_t>(opt::kGemmS8Mr, m - b * opt::kGemmS8Mr));
+      ASSERT_EQ(packed.block_rows(b), rows) << name;
+      ASSERT_EQ(packed.quad_stride(row), 4 * rows) << name << " row " << row;
+      for (int64_t kk = 0; kk < kp; ++kk) {
+        const int8_t want = kk < k ? a.data<int8_t>()[row * k + kk] : 0;
+        const int64_t at = (kk / 4) * 4 * rows + 4 * r + kk % 4;
+        ASSERT_EQ(packed.block(b)[at], want) << name << " row " << row << " k " << kk;
+        ASSERT_EQ(by_rows.block(b)[at], want) << name << " set_row, row " << row << " k " << kk;
+      }
+    }
+  }
+}
+
 TEST(GemmS8, VnniKernelIsUsedWhenTheCpuHasIt) {
   const auto& f = opt::cpu_features();
   EXPECT_EQ(opt::gemm_s8_kernel(),
@@ -719,9 +746,8 @@ TEST(W8A8DynamicLinear, PackedRowQuantEqualsTheRowQuantOnSpecialsAndTails) {
       int32_t got_sum = 0;
       std::vector<int8_t> dirty(static_cast<size_t>(hp), 0x55);
       got.set_row(0, dirty.data(), hp);  // stale bytes that every quad must overwrite
-      if (!opt::dynamic_quant_row_packed(v, false, h, hp, got.row_codes(0),
-                                         opt::PackedActivationsS8::quad_stride(), &got_scale,
-                                         &got_sum)) {
+      if (!opt::dynamic_quant_row_packed(v, false, h, hp, got.row_codes(0), got.quad_stride(0),
+                                         &got_scale, &got_sum)) {
         continue;  // no AVX-512: the linear uses dynamic_quant_row_default
       }
       got.set_row_sum(0, got_sum);
@@ -730,8 +756,8 @@ TEST(W8A8DynamicLinear, PackedRowQuantEqualsTheRowQuantOnSpecialsAndTails) {
       EXPECT_EQ(want.row_sums()[0], got.row_sums()[0]) << name;
       for (int64_t q = 0; q < hp / 4; ++q)
         for (int t = 0; t < 4; ++t)
-          ASSERT_EQ(want.block(0)[q * opt::PackedActivationsS8::quad_stride() + t],
-                    got.block(0)[q * opt::PackedActivationsS8::quad_stride() + t])
+          ASSERT_EQ(want.block(0)[q * want.quad_stride(0) + t],
+                    got.block(0)[q * got.quad_stride(0) + t])
               << name << " k " << 4 * q + t;
     }
   const auto& f = opt::cpu_features();

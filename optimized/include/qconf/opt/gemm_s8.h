@@ -16,10 +16,15 @@
 //    vector j holding columns 16j..16j+15, byte 4c+t = w[4q+t][16j+c] ^ 0x80. int4: for each
 //    k-octet o, 4 vectors of 64 bytes, byte 4c+t = (w[8o+t] ^ 8) | (w[8o+4+t] ^ 8) << 4: one load
 //    and two mask/shift ops give the two k-quads' unsigned bytes (int4 is unpacked in registers).
-//  * A is cut into blocks of kGemmS8Mr = 6 rows; a block stores, per k-quad, its 6 rows' 4 bytes
-//    (24 bytes), k zero-padded to the weights' padded k, missing rows zero.
+//  * A is cut into blocks of kGemmS8Mr = 6 rows; a block of r rows (6, or fewer for the last
+//    block) stores, per k-quad, its r rows' 4 bytes (a quad stride of 4r bytes), k zero-padded
+//    to the weights' padded k. Blocks start every 6 * kp bytes. The r-row kernel steps 4r bytes
+//    per quad, so a short last block is dense: at M = 1 the row is 4 KiB of contiguous codes
+//    (K = 4096), not 4 KiB spread over 24 KiB of cache lines that the quant must write and the
+//    kernel must read.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -33,7 +38,8 @@ namespace qconf::opt {
 inline constexpr int kGemmS8Nr = 64;  // columns per weight panel and per tile
 inline constexpr int kGemmS8Mr = 6;   // rows per register block and per tile
 
-// A 64-byte aligned byte buffer.
+// A 64-byte aligned byte buffer (2 MiB aligned and huge-page backed from 2 MiB on where the
+// system allows it: qconf/core/large_buffer.h).
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;
@@ -90,20 +96,23 @@ class PackedActivationsS8 {
   // straight into this layout): sizes the object for m rows of padded depth kp, reusing the
   // buffers when they are large enough (no allocation when called again with the same or a
   // smaller size); then every row in [0, m) must be given to set_row (or written through
-  // row_codes + set_row_sum). The missing rows of a partial last block are left as they are:
-  // the kernels never read them (a block of r < 6 rows runs the r-row kernel).
+  // row_codes + set_row_sum).
   void reset(int64_t m, int64_t kp);
   // Stores row `row` (k <= kp int8 values, zeros up to kp) and its row sum (modulo 2^32, like
   // pack_s8). Distinct rows may be set concurrently.
   void set_row(int64_t row, const int8_t* codes, int64_t k);
   // Direct access for a writer of its own: k-quad q of row `row` (4 bytes, all of kp/4 quads
-  // must be written, zeros past k) is at row_codes(row) + q * quad_stride(); its row sum goes
-  // to set_row_sum.
+  // must be written, zeros past k) is at row_codes(row) + q * quad_stride(row); its row sum
+  // goes to set_row_sum.
   int8_t* row_codes(int64_t row) {
     return reinterpret_cast<int8_t*>(buf_.data()) + (row / kGemmS8Mr) * block_bytes() +
            4 * (row % kGemmS8Mr);
   }
-  static constexpr int64_t quad_stride() { return 4 * kGemmS8Mr; }
+  // Rows in block b (kGemmS8Mr, except a short last block), and the quad stride of its rows.
+  int block_rows(int64_t b) const {
+    return static_cast<int>(std::min<int64_t>(kGemmS8Mr, m_ - b * kGemmS8Mr));
+  }
+  int64_t quad_stride(int64_t row) const { return 4 * block_rows(row / kGemmS8Mr); }
   void set_row_sum(int64_t row, int32_t sum) { rowsum_[static_cast<size_t>(row)] = sum; }
 
   int64_t m() const { return m_; }

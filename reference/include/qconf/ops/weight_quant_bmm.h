@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "qconf/core/large_buffer.h"
 #include "qconf/core/tensor.h"
 
 namespace qconf {
@@ -135,7 +136,8 @@ struct WqbmmWeights {
   WqbmmAntiquant antiquant = WqbmmAntiquant::kXDtype;
   bool has_offset = false;
   int64_t kpad = 0;               // K rounded up to a multiple of 32 (int4: of 64)
-  std::vector<uint8_t> packed;    // N * kpad (int8) or N * kpad / 2 (int4) bytes
+  // N * kpad (int8) or N * kpad / 2 (int4) bytes (huge-page backed when large, as streamed)
+  std::vector<uint8_t, LargeBufferAllocator<uint8_t>> packed;
   std::vector<uint16_t> params;   // [N][groups][2]: scale bits, offset bits (0 if none)
   std::vector<float> params_f32;  // [N][groups][2]: the same, widened to fp32 (exact)
   std::vector<uint8_t> kinds;     // [N][groups]: the antiquant formula of each column group
