@@ -20,10 +20,12 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "qconf/core/large_buffer.h"
 #include "qconf/numeric/float_format.h"
 #include "qconf/ops/dynamic_quant.h"
 #include "qconf/opt/gemm_s8.h"
@@ -149,6 +151,10 @@ struct DnnlMatmul {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream strm{eng};
   dnnl::matmul prim;
+  struct FreeLarge {
+    void operator()(void* p) const { qconf::free_large_buffer(p); }
+  };
+  std::unique_ptr<void, FreeLarge> wei_storage;  // declared before wei: freed after it
   dnnl::memory src, wei, dst;
   std::string dst_type;
 };
@@ -181,7 +187,11 @@ DnnlMatmul make_dnnl(int64_t m, const qconf::Tensor& codes) {
   d.src = dnnl::memory(pd.src_desc(), d.eng);
   std::memcpy(d.src.get_data_handle(), codes.bytes(), codes.nbytes());
   dnnl::memory user_w(wei_user, d.eng, const_cast<std::byte*>(w.w.bytes()));
-  d.wei = dnnl::memory(pd.weights_desc(), d.eng);
+  // The reordered weights live in memory from qconf's allocator for streamed weights (huge
+  // pages where the system allows them, qconf/core/large_buffer.h), like PackedWeightsS8: both
+  // GEMMs stream their weights through the same kind of pages.
+  d.wei_storage.reset(qconf::allocate_large_buffer(pd.weights_desc().get_size()));
+  d.wei = dnnl::memory(pd.weights_desc(), d.eng, d.wei_storage.get());
   dnnl::reorder(user_w, d.wei).execute(d.strm, user_w, d.wei);
   d.dst = dnnl::memory(pd.dst_desc(), d.eng);
   d.strm.wait();
