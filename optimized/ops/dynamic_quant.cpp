@@ -241,37 +241,64 @@ __attribute__((target("avx512f,avx512bw"))) inline __m512i bf16_bits16(const uin
   return _mm512_mask_or_epi32(bits, nan, bits, _mm512_set1_epi32(0x400000));
 }
 
-__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_row_packed_bf16_avx512(
-    const uint16_t* x, int64_t h, int64_t hp, int8_t* dst, int64_t quad_stride, float* scale,
-    int32_t* rowsum) {
+// The row's amax bits (|x| as integers: the order of non-negative floats, NaN above Inf) over
+// h bf16 values; `tail` receives the last partial group of 16, zero-padded (zeros leave the max
+// unchanged).
+__attribute__((target("avx512f,avx512bw"))) inline uint32_t row_amax_bits_bf16(const uint16_t* x,
+                                                                               int64_t h,
+                                                                               uint16_t* tail) {
   __m512i mx = _mm512_setzero_si512();
   const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
-  // The last partial group of 16 from a zero-padded copy (zeros leave the max unchanged).
-  alignas(32) uint16_t tail[16] = {};
   const int64_t h16 = h / 16 * 16;
+  std::memset(tail, 0, 32);
   std::memcpy(tail, x + h16, static_cast<size_t>(h - h16) * 2);
   for (int64_t i = 0; i < h16; i += 16)
     mx = _mm512_max_epu32(mx, _mm512_and_si512(bf16_bits16(x + i), abs_mask));
   if (h16 < h) mx = _mm512_max_epu32(mx, _mm512_and_si512(bf16_bits16(tail), abs_mask));
-  float amax;
   // (Lane reductions by hand: GCC 12's _mm512_reduce_* trip -Werror=uninitialized.)
   alignas(64) uint32_t lanes[16];
   _mm512_store_si512(lanes, mx);
   uint32_t amax_bits = 0;
   for (uint32_t l : lanes) amax_bits = std::max(amax_bits, l);
+  return amax_bits;
+}
+
+// The 16 values of a row from k = i on (past h: the zero-padded tail, then zeros).
+inline const uint16_t* group_of_16(const uint16_t* x, int64_t h, int64_t i, const uint16_t* tail) {
+  static const uint16_t zeros[16] = {};
+  return i + 16 <= h ? x + i : i < h ? tail : zeros;
+}
+
+// QuantMulRint on 16 lanes: RINT(clamp(v * m)), NaN -> 0.
+__attribute__((target("avx512f,avx512bw"))) inline __m512i quant16(const uint16_t* src, __m512 vm) {
+  const __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(bf16_bits16(src)), vm);
+  const __mmask16 not_nan = _mm512_cmp_ps_mask(v, v, _CMP_EQ_OQ);
+  const __m512 c = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-128.0f)), _mm512_set1_ps(127.0f));
+  return _mm512_maskz_mov_epi32(
+      not_nan, _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+__attribute__((target("avx512f,avx512bw"))) inline int32_t lane_sum(__m512i sum) {
+  alignas(64) uint32_t lanes[16];
+  _mm512_store_si512(lanes, sum);
+  uint32_t total = 0;
+  for (uint32_t l : lanes) total += l;  // modulo 2^32, as the row sum of set_row
+  return static_cast<int32_t>(total);
+}
+
+__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_row_packed_bf16_avx512(
+    const uint16_t* x, int64_t h, int64_t hp, int8_t* dst, int64_t quad_stride, float* scale,
+    int32_t* rowsum) {
+  alignas(32) uint16_t tail[16];
+  float amax;
+  const uint32_t amax_bits = row_amax_bits_bf16(x, h, tail);
   std::memcpy(&amax, &amax_bits, 4);
   const float m = 127.0f / amax;
-  const __m512 vm = _mm512_set1_ps(m), lo = _mm512_set1_ps(-128.0f), hi = _mm512_set1_ps(127.0f);
+  const __m512 vm = _mm512_set1_ps(m);
   __m512i sum = _mm512_setzero_si512();
   // Up to hp (a multiple of 4): the lanes past h load 0 and quantize to 0 (0 * m, or NaN -> 0).
   for (int64_t i = 0; i < hp; i += 16) {
-    static const uint16_t zeros[16] = {};
-    const uint16_t* src = i + 16 <= h ? x + i : i < h ? tail : zeros;
-    const __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(bf16_bits16(src)), vm);
-    const __mmask16 not_nan = _mm512_cmp_ps_mask(v, v, _CMP_EQ_OQ);
-    const __m512 c = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-    const __m512i q = _mm512_maskz_mov_epi32(
-        not_nan, _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m512i q = quant16(group_of_16(x, h, i, tail), vm);
     sum = _mm512_add_epi32(sum, q);
     const __m128i b = _mm512_cvtepi32_epi8(q);
     const int64_t quads = std::min<int64_t>(4, (hp - i) / 4);
@@ -288,14 +315,94 @@ __attribute__((target("avx512f,avx512bw,prfchw"))) void quant_row_packed_bf16_av
     _mm_store_si128(reinterpret_cast<__m128i*>(w), b);
     for (int64_t j = 0; j < quads; ++j) std::memcpy(d + j * quad_stride, &w[j], 4);
   }
-  _mm512_store_si512(lanes, sum);
-  uint32_t total = 0;
-  for (uint32_t l : lanes) total += l;  // modulo 2^32, as the row sum of set_row
-  *rowsum = static_cast<int32_t>(total);
+  *rowsum = lane_sum(sum);
   *scale = 1.0f / m;
+}
+
+// The dword permutes that interleave 4 k-quads of 6 rows (row r's quads in dwords 4r..4r+3 of
+// a = rows 0-3 and of b = rows 4-5, i.e. index 16 + 4(r - 4) + j) into the block's order
+// (dword 6j + r): the first 16 output dwords, then the other 8.
+struct Interleave6 {
+  alignas(64) int32_t lo[16];
+  alignas(64) int32_t hi[16];
+  constexpr Interleave6() : lo(), hi() {
+    for (int p = 0; p < 24; ++p) {
+      const int j = p / 6, r = p % 6;
+      const int src = r < 4 ? 4 * r + j : 16 + 4 * (r - 4) + j;
+      (p < 16 ? lo[p] : hi[p - 16]) = src;
+    }
+  }
+};
+constexpr Interleave6 kInterleave6;
+
+// Six rows at once into a full block (quad stride 24): per 16 k, each row's 16 codes as in
+// quant_row_packed_bf16_avx512 (same scale, same codes, same sums), then two dword permutes put
+// the 24 dwords in block order and two vector stores write them (instead of 24 dword stores).
+__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block6_packed_bf16_avx512(
+    const uint16_t* x, int64_t ldx, int64_t h, int64_t hp, int8_t* dst, float* scale,
+    int32_t* rowsum) {
+  alignas(32) uint16_t tail[6][16];
+  __m512 vm[6];
+  __m512i sum[6];
+  for (int r = 0; r < 6; ++r) {
+    float amax;
+    const uint32_t amax_bits = row_amax_bits_bf16(x + r * ldx, h, tail[r]);
+    std::memcpy(&amax, &amax_bits, 4);
+    const float m = 127.0f / amax;
+    vm[r] = _mm512_set1_ps(m);
+    scale[r] = 1.0f / m;
+    sum[r] = _mm512_setzero_si512();
+  }
+  const __m512i ilo = _mm512_load_si512(kInterleave6.lo);
+  const __m512i ihi = _mm512_load_si512(kInterleave6.hi);
+  for (int64_t i = 0; i < hp; i += 16) {
+    __m128i b[6];
+    for (int r = 0; r < 6; ++r) {
+      const __m512i q = quant16(group_of_16(x + r * ldx, h, i, tail[r]), vm[r]);
+      sum[r] = _mm512_add_epi32(sum[r], q);
+      b[r] = _mm512_cvtepi32_epi8(q);
+    }
+    __m512i a = _mm512_castsi128_si512(b[0]);
+    a = _mm512_inserti32x4(a, b[1], 1);
+    a = _mm512_inserti32x4(a, b[2], 2);
+    a = _mm512_inserti32x4(a, b[3], 3);
+    const __m512i c = _mm512_inserti32x4(_mm512_castsi128_si512(b[4]), b[5], 1);
+    const __m512i out0 = _mm512_permutex2var_epi32(a, ilo, c);
+    const __m512i out1 = _mm512_permutex2var_epi32(a, ihi, c);
+    int8_t* d = dst + (i / 4) * 24;
+    __builtin_prefetch(d + 1536, 1, 3);
+    __builtin_prefetch(d + 1536 + 64, 1, 3);
+    const int64_t dwords = 6 * std::min<int64_t>(4, (hp - i) / 4);  // 24, or fewer at the end
+    if (dwords == 24) {
+      _mm512_storeu_si512(d, out0);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 64), _mm512_castsi512_si256(out1));
+    } else {
+      _mm512_mask_storeu_epi32(d, static_cast<__mmask16>((1u << std::min<int64_t>(16, dwords)) - 1),
+                               out0);
+      if (dwords > 16)
+        _mm512_mask_storeu_epi32(d + 64, static_cast<__mmask16>((1u << (dwords - 16)) - 1), out1);
+    }
+  }
+  for (int r = 0; r < 6; ++r) rowsum[r] = lane_sum(sum[r]);
 }
 }  // namespace
 #endif
+
+bool dynamic_quant_block6_packed(const uint16_t* x, int64_t ldx, bool f16, int64_t h, int64_t hp,
+                                 int8_t* dst, float* scale, int32_t* rowsum) {
+#if defined(__x86_64__)
+  static const bool ok = [] {
+    const CpuFeatures& f = cpu_features();
+    return f.avx512f && f.avx512bw;
+  }();
+  if (f16 || !ok || h <= 0 || hp < h || hp % 4 != 0) return false;
+  quant_block6_packed_bf16_avx512(x, ldx, h, hp, dst, scale, rowsum);
+  return true;
+#else
+  (void)x, (void)ldx, (void)f16, (void)h, (void)hp, (void)dst, (void)scale, (void)rowsum;
+  return false;
+#endif
+}
 
 bool dynamic_quant_row_packed(const uint16_t* x, bool f16, int64_t h, int64_t hp, int8_t* dst,
                               int64_t quad_stride, float* scale, int32_t* rowsum) {

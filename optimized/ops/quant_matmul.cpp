@@ -608,10 +608,20 @@ void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
       codes.resize(static_cast<size_t>(q.k));
     }
     for (int64_t row = b0 * kGemmS8Mr; row < std::min(q.rows, b1 * kGemmS8Mr); ++row) {
+      if (row % kGemmS8Mr == 0 && q.a->block_rows(row / kGemmS8Mr) == kGemmS8Mr) {
+        // A full block: six rows at once, stored as whole vectors.
+        int32_t sums[kGemmS8Mr];
+        if (dynamic_quant_block6_packed(q.xin + row * q.k, q.k, q.f16, q.k, q.a->k_padded(),
+                                        q.a->row_codes(row), q.pertoken + row, sums)) {
+          for (int r = 0; r < kGemmS8Mr; ++r) q.a->set_row_sum(row + r, sums[r]);
+          row += kGemmS8Mr - 1;
+          continue;
+        }
+      }
       int32_t sum;
       if (dynamic_quant_row_packed(q.xin + row * q.k, q.f16, q.k, q.a->k_padded(),
-                                   q.a->row_codes(row), q.a->quad_stride(row),
-                                   q.pertoken + row, &sum)) {
+                                   q.a->row_codes(row), q.a->quad_stride(row), q.pertoken + row,
+                                   &sum)) {
         q.a->set_row_sum(row, sum);
         continue;
       }

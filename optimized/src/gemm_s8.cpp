@@ -10,10 +10,11 @@
 // memory. The whole k range is accumulated in registers (no k blocking: a 64-column panel of
 // K = 4096 is 256 KiB and stays in L2; the 6 activation rows are 24 KiB, packed contiguously);
 // the weight stream is software-prefetched into L1.
-// Small M (M <= 192: one item per panel): a worker claims runs of ~items / (2 * workers)
-// consecutive panels (2 threads: 4 runs of 16 panels at N = 4096), so it knows its next item,
-// and the current item prefetches the next panel into L2 (prefetcht1), spread evenly over its
-// k-steps. Without this, the first row block of every panel waits on L3 / DRAM (at M = 16,
+// Small M (M <= 192: one item per panel): a worker claims runs of consecutive panels (guided:
+// the remaining panels / (2 * workers), at most items / (2 * workers); see the driver), and
+// claims its next run before the last panel of the current one, so it always knows its next
+// item, and the current item prefetches the next panel into L2 (prefetcht1), spread evenly over
+// its k-steps. Without this, the first row block of every panel waits on L3 / DRAM (at M = 16,
 // 3 row blocks per panel, that first block cost as much as the other two). Larger M: items one
 // at a time, dynamically. One parallel region per call: a caller's prologue (the fused linear's
 // activation quant) runs on the same workers before the tiles (GemmS8Prologue).
@@ -485,10 +486,26 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
   const int threads = opt.threads > 0 ? opt.threads : default_threads();
   const int64_t work = std::max(items, pro ? (pro->units + pro_grain - 1) / pro_grain : 0);
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, work));
-  // Small M: runs of ~items / (2 * workers) consecutive panels per claim (2 threads: 4 runs of
-  // 16 panels at N = 4096), so that each thread streams long stretches of contiguous weights
-  // and the next panel of a run is prefetched; larger M: one item per claim.
+  // Small M: runs of consecutive panels per claim, so that each thread streams long stretches
+  // of contiguous weights and the next panel is prefetched; guided sizes, i.e. the remaining
+  // items / (2 * workers), at most `run` (2 threads, N = 4096: 16, 12, 9, 7, 5, 4, 3, 2, 2,
+  // 1...), so that the threads finish within about one panel of each other (equal runs of 16
+  // ended up to a whole run apart when one thread ran a few percent slower). Same-process A/B,
+  // medians of 20-30 alternating rounds (session 5): +1.5% at M = 128, +2% at M = 16, +0.6%
+  // at M = 1 (2 threads). Larger M: one item per claim.
   const int64_t run = small_m ? std::max<int64_t>(1, (items + 2 * workers - 1) / (2 * workers)) : 1;
+  auto claim = [&](int64_t* c0, int64_t* c1) {
+    int64_t i0 = next.load(std::memory_order_relaxed), len = 1;
+    do {
+      if (i0 >= items) {
+        *c0 = *c1 = items;
+        return;
+      }
+      len = std::clamp<int64_t>((items - i0 + 2 * workers - 1) / (2 * workers), 1, run);
+    } while (!next.compare_exchange_weak(i0, i0 + len, std::memory_order_relaxed));
+    *c0 = i0;
+    *c1 = i0 + len;
+  };
   parallel_for(
       workers, 1,
       [&](int64_t, int64_t) {
@@ -510,10 +527,23 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
         }
         alignas(64) int32_t tile[kGemmS8Mr * kGemmS8Nr];
         uint32_t corr[kGemmS8Mr];
-        for (int64_t i0; (i0 = next.fetch_add(run, std::memory_order_relaxed)) < items;) {
-          const int64_t i1 = std::min(items, i0 + run);
-          for (int64_t item = i0; item < i1; ++item)
-            compute_item(item, small_m && item + 1 < i1 ? item + 1 : -1, tile, corr);
+        int64_t c0, c1;
+        claim(&c0, &c1);
+        while (c0 < items) {
+          int64_t n0 = items, n1 = items;
+          if (!small_m) claim(&n0, &n1);  // one item per claim, nothing to prefetch
+          for (int64_t item = c0; item < c1; ++item) {
+            // Small M: the next run is claimed while the last panel of this one computes, so
+            // that panel can prefetch the next run's first panel.
+            if (small_m && item + 1 == c1) claim(&n0, &n1);
+            const int64_t following = !small_m        ? -1
+                                      : item + 1 < c1 ? item + 1
+                                      : n0 < items    ? n0
+                                                      : -1;
+            compute_item(item, following, tile, corr);
+          }
+          c0 = n0;
+          c1 = n1;
         }
       },
       static_cast<int>(workers));

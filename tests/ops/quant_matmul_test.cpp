@@ -766,6 +766,58 @@ TEST(W8A8DynamicLinear, PackedRowQuantEqualsTheRowQuantOnSpecialsAndTails) {
   }
 }
 
+TEST(W8A8DynamicLinear, SixRowBlockQuantEqualsSixPackedRowQuantsOnSpecialsAndTails) {
+  // A full block of the fused linear is quantized six rows at once
+  // (dynamic_quant_block6_packed: the codes of four k-quads interleaved in registers). Its
+  // bytes, scales and row sums must be those of six dynamic_quant_row_packed calls at the
+  // block's quad stride. The six rows mix the specials of the row test (random, zero, NaN,
+  // Inf, subnormals, +-max, ties); lengths leave tails of 1..15 lanes, a partial last quad and
+  // padded quads (a final group of 4 quads stored in part).
+  const std::vector<int64_t> lengths = {1, 3, 4, 15, 16, 17, 42, 64, 130, 4095};
+  int checked = 0;
+  for (int64_t h : lengths)
+    for (int pad : {0, 4, 12}) {
+      const std::string name = "block6_" + std::to_string(h) + "_" + std::to_string(pad);
+      Tensor x = gen::float_tensor(DType::kBF16, {6, h}, gen::FloatDist::normal(0), seed(name), 0);
+      uint16_t* v = x.data<uint16_t>();
+      for (int64_t i = 0; i < h; ++i) {
+        v[1 * h + i] = (i % 2) ? 0x8000 : 0x0000;                 // +-0
+        v[3 * h + i] = static_cast<uint16_t>(0x0001 + i % 0x7F);  // subnormals
+        v[4 * h + i] = (i % 3) ? 0x7F7F : 0xFF7F;                 // +-max
+        v[5 * h + i] = static_cast<uint16_t>(0x3F80 + (i % 64));  // [1, 2): .5 ties
+      }
+      v[2 * h + h / 2] = 0x7FC1;             // a NaN with a payload
+      if (h > 2) v[0 * h + h - 1] = 0xFF80;  // -Inf
+      const int64_t hp = (h + 3) / 4 * 4 + pad;
+      opt::PackedActivationsS8 want, got;
+      want.reset(6, hp);
+      got.reset(6, hp);
+      float want_scale[6], got_scale[6];
+      int32_t want_sum[6], got_sum[6];
+      std::vector<int8_t> dirty(static_cast<size_t>(hp), 0x55);
+      for (int r = 0; r < 6; ++r) got.set_row(r, dirty.data(), hp);  // stale bytes everywhere
+      if (!opt::dynamic_quant_block6_packed(v, h, false, h, hp, got.row_codes(0), got_scale,
+                                            got_sum))
+        continue;  // no AVX-512: the linear quantizes row by row
+      for (int r = 0; r < 6; ++r)
+        ASSERT_TRUE(opt::dynamic_quant_row_packed(v + r * h, false, h, hp, want.row_codes(r),
+                                                  want.quad_stride(r), &want_scale[r],
+                                                  &want_sum[r]));
+      ++checked;
+      for (int r = 0; r < 6; ++r) {
+        EXPECT_EQ(num::f32_bits(want_scale[r]), num::f32_bits(got_scale[r]))
+            << name << " row " << r;
+        EXPECT_EQ(want_sum[r], got_sum[r]) << name << " row " << r;
+      }
+      for (int64_t byte = 0; byte < 6 * hp; ++byte)
+        ASSERT_EQ(want.block(0)[byte], got.block(0)[byte]) << name << " byte " << byte;
+    }
+  const auto& f = opt::cpu_features();
+  if (f.avx512f && f.avx512bw) {
+    EXPECT_EQ(checked, static_cast<int>(lengths.size()) * 3);
+  }
+}
+
 // ---- input validation ---------------------------------------------------------------------
 
 TEST(QuantMatmul, BadInputsThrowInvalidArgumentNamingTheOp) {

@@ -19,4 +19,11 @@ void dynamic_quant_row_default(const uint16_t* x, bool f16, int64_t h, float* xf
 bool dynamic_quant_row_packed(const uint16_t* x, bool f16, int64_t h, int64_t hp, int8_t* dst,
                               int64_t quad_stride, float* scale, int32_t* rowsum);
 
+// Six rows (row r at x + r * ldx) into one full block of that layout (quad stride 24: the
+// codes of row r, k-quad q at dst + 24 q + 4 r), each row exactly as dynamic_quant_row_packed
+// gives it (scale[r], rowsum[r]); the 24 dwords of four k-quads are interleaved in registers and
+// stored as two vectors. Same conditions and fallback as dynamic_quant_row_packed.
+bool dynamic_quant_block6_packed(const uint16_t* x, int64_t ldx, bool f16, int64_t h, int64_t hp,
+                                 int8_t* dst, float* scale, int32_t* rowsum);
+
 }  // namespace qconf::opt
