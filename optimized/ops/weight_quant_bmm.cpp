@@ -1068,9 +1068,11 @@ void wqbmm_gemm_acc(const WqbmmWeights& w, const uint16_t* x, int64_t mrows, con
   // The dot path needs AVX512_BF16 (or its emulation when the portable kernel is forced) and
   // no subnormal x (vdpbf16ps treats them as zero).
   bool dot = w.dot_ok && cpu_features().avx512bf16;
-  for (int64_t i = 0; dot && i < mrows * s.k; ++i) {
-    const uint16_t e = x[i] & 0x7F80;
-    dot = e != 0 || (x[i] & 0x7F) == 0;
+  if (dot) {  // any subnormal x? (branch-free, so the compiler vectorizes the scan)
+    unsigned subnormal = 0;
+    for (int64_t i = 0; i < mrows * s.k; ++i)
+      subnormal |= static_cast<unsigned>((x[i] & 0x7F80) == 0) & ((x[i] & 0x7F) != 0);
+    dot = subnormal == 0;
   }
   const bool avx = use_avx512();
   // x in lane order, zero-padded to kpad. FMA path: fp32 (exact), position k0 + l holds
@@ -1080,12 +1082,23 @@ void wqbmm_gemm_acc(const WqbmmWeights& w, const uint16_t* x, int64_t mrows, con
   std::vector<uint16_t> xw;
   if (dot) {
     xw.assign(static_cast<size_t>(mrows * w.kpad), 0);
-    for (int64_t m = 0; m < mrows; ++m)
-      for (int64_t k = 0; k < s.k; ++k) {
-        int64_t pos = k;
-        if (s.int4) pos = k / kDotBlock4 * kDotBlock4 + (k % 2) * 32 + (k % kDotBlock4) / 2;
-        xw[static_cast<size_t>(m * w.kpad + pos)] = x[m * s.k + k];
+    for (int64_t m = 0; m < mrows; ++m) {
+      const uint16_t* src = x + m * s.k;
+      uint16_t* dst = xw.data() + m * w.kpad;
+      if (!s.int4) {
+        std::memcpy(dst, src, static_cast<size_t>(s.k) * 2);
+        continue;
       }
+      // int4: per 64-block, the 32 even k then the 32 odd k (whole blocks without a division
+      // per element; the last partial block element by element).
+      const int64_t full = s.k / kDotBlock4 * kDotBlock4;
+      for (int64_t k0 = 0; k0 < full; k0 += kDotBlock4)
+        for (int64_t j = 0; j < 32; ++j) {
+          dst[k0 + j] = src[k0 + 2 * j];
+          dst[k0 + 32 + j] = src[k0 + 2 * j + 1];
+        }
+      for (int64_t k = full; k < s.k; ++k) dst[full + (k % 2) * 32 + (k - full) / 2] = src[k];
+    }
   } else {
     xl.assign(static_cast<size_t>(mrows * w.kpad), 0.0f);
     std::vector<uint32_t> row(static_cast<size_t>(s.k));

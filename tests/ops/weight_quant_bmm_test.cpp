@@ -637,6 +637,48 @@ TEST(WeightQuantBmm, ResultsDoNotDependOnThreadCount) {
       }
 }
 
+TEST(WeightQuantBmm, SubnormalActivationsTakeTheExactPathNotTheFlushingDotProduct) {
+  // vdpbf16ps treats subnormal inputs as zero, so wqbmm_gemm_acc must leave the bf16 dot path
+  // when any x is subnormal. One subnormal x (2^-133) times W = 100 * 2^20 (or 7 * 2^20, int4)
+  // is a normal fp32 product, the only nonzero one: every summation order gives it exactly,
+  // while the flushing dot product gives 0. The subnormal sits at every position of a 64-k
+  // block in turn (the scan that detects it, and the int4 even/odd rearrangement).
+  for (bool int4 : {false, true})
+    for (int64_t at : {0, 5, 31, 32, 63, 64 + 17}) {
+      const int64_t k = 128, n = 16;
+      Tensor x(DType::kBF16, {1, k});
+      for (int64_t i = 0; i < k; ++i) x.data<uint16_t>()[i] = 0;
+      x.data<uint16_t>()[at] = 0x0001;  // 2^-133
+      Tensor w8(DType::kI8, {k, n});
+      for (int64_t i = 0; i < k * n; ++i) w8.data<int8_t>()[i] = 0;
+      for (int64_t j = 0; j < n; ++j) w8.data<int8_t>()[at * n + j] = int4 ? 7 : 100;
+      Tensor w = w8;
+      if (int4) {
+        w = Tensor(DType::kI32, {k, n / 8});
+        for (int64_t i = 0; i < w.numel(); ++i) {
+          uint32_t word = 0;
+          for (int t = 0; t < 8; ++t)
+            word |= static_cast<uint32_t>(w8.data<int8_t>()[8 * i + t] & 0xF) << (4 * t);
+          w.data<int32_t>()[i] = static_cast<int32_t>(word);
+        }
+      }
+      const int64_t group = int4 ? 64 : 0;
+      Tensor scale(DType::kBF16, int4 ? Shape{k / 64, n} : Shape{n});
+      for (int64_t j = 0; j < scale.numel(); ++j) scale.data<uint16_t>()[j] = 0x4980;  // 2^20
+      WqbmmArgs a;
+      a.x = &x;
+      a.weight = &w;
+      a.antiquant_scale = &scale;
+      const opt::WqbmmWeights pw = opt::wqbmm_prepare_weights(a, WqbmmConfig{group});
+      std::vector<float> acc(static_cast<size_t>(n), -1.0f);
+      opt::wqbmm_gemm_acc(pw, x.data<uint16_t>(), 1, nullptr, acc.data(), 1);
+      const float want = std::ldexp(int4 ? 7.0f : 100.0f, 20 - 133);
+      for (int64_t j = 0; j < n; ++j)
+        ASSERT_EQ(acc[static_cast<size_t>(j)], want)
+            << (int4 ? "int4" : "int8") << " subnormal at k " << at << " column " << j;
+    }
+}
+
 TEST(WeightQuantBmm, VbmiLookupGivesTheConvertedWeightsOfEveryByteBitForBit) {
   // The int8 bf16 dot path looks the weights up in a 256-word table per column when the CPU has
   // AVX-512 VBMI and a group spans >= 512 k. Every column here holds every byte value (K = 608
