@@ -83,16 +83,18 @@ QuantMatmulPlan plan_quant_matmul(DType x1_dtype, const Shape& x1_shape, DType x
                                   const Tensor* pertoken, const Tensor* bias,
                                   const QuantMatmulConfig& cfg) {
   QuantMatmulPlan p;
-  const std::string x1s = std::string(dtype_name(x1_dtype)) + shape_str(x1_shape);
-  const std::string x2s = std::string(dtype_name(x2_dtype)) + shape_str(x2_shape);
+  // The operand descriptions of the error messages, built only when one is thrown (a plan is
+  // made on every call of the optimized linear).
+  auto x1s = [&] { return std::string(dtype_name(x1_dtype)) + shape_str(x1_shape); };
+  auto x2s = [&] { return std::string(dtype_name(x2_dtype)) + shape_str(x2_shape); };
   if (x1_dtype != DType::kI8 && x1_dtype != DType::kI32)
-    bad("x1 must be int8 or int32 (8 packed int4), got " + x1s);
+    bad("x1 must be int8 or int32 (8 packed int4), got " + x1s());
   if (x2_dtype != x1_dtype)
-    bad("x2 must have x1's dtype (int8 with int8, int32-packed int4 with int32), got x1 " + x1s +
-        ", x2 " + x2s);
+    bad("x2 must have x1's dtype (int8 with int8, int32-packed int4 with int32), got x1 " + x1s() +
+        ", x2 " + x2s());
   const int r1 = static_cast<int>(x1_shape.size()), r2 = static_cast<int>(x2_shape.size());
-  if (r1 < 2 || r1 > 3) bad("x1 must be [m, k] or [b, m, k], got " + x1s);
-  if (r2 < 2 || r2 > 3) bad("x2 must be [k, n] or [b, k, n], got " + x2s);
+  if (r1 < 2 || r1 > 3) bad("x1 must be [m, k] or [b, m, k], got " + x1s());
+  if (r2 < 2 || r2 > 3) bad("x2 must be [k, n] or [b, k, n], got " + x2s());
   p.int4 = x1_dtype == DType::kI32;
   const int64_t per_word = p.int4 ? kInt4PerInt32 : 1;
   p.m = x1_shape[r1 - 2];
@@ -100,11 +102,11 @@ QuantMatmulPlan plan_quant_matmul(DType x1_dtype, const Shape& x1_shape, DType x
   p.n = x2_shape[r2 - 1] * per_word;
   if (x2_shape[r2 - 2] != p.k)
     bad("x2's k (" + std::to_string(x2_shape[r2 - 2]) + ") must equal x1's k (" +
-        std::to_string(p.k) + (p.int4 ? ", 8 per int32 word" : "") + "), got x1 " + x1s + ", x2 " +
-        x2s);
+        std::to_string(p.k) + (p.int4 ? ", 8 per int32 word" : "") + "), got x1 " + x1s() +
+        ", x2 " + x2s());
   const int64_t b1 = r1 == 3 ? x1_shape[0] : 1, b2 = r2 == 3 ? x2_shape[0] : 1;
   if (b1 != b2 && b1 != 1 && b2 != 1)
-    bad("batch dims must match or be 1, got x1 " + x1s + ", x2 " + x2s);
+    bad("batch dims must match or be 1, got x1 " + x1s() + ", x2 " + x2s());
   p.batch = std::max(b1, b2);
   p.x1_batched = b1 > 1;
   p.x2_batched = b2 > 1;
