@@ -388,36 +388,42 @@ __attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block6_packed_bf16
 }  // namespace
 #endif
 
-bool dynamic_quant_block6_packed(const uint16_t* x, int64_t ldx, bool f16, int64_t h, int64_t hp,
-                                 int8_t* dst, float* scale, int32_t* rowsum) {
+namespace {
+// The packed quants' conditions: bf16 rows on an AVX-512 (F, BW) CPU, h values padded to hp.
+bool packed_quant_applies(bool f16, int64_t h, int64_t hp) {
 #if defined(__x86_64__)
   static const bool ok = [] {
     const CpuFeatures& f = cpu_features();
     return f.avx512f && f.avx512bw;
   }();
-  if (f16 || !ok || h <= 0 || hp < h || hp % 4 != 0) return false;
-  quant_block6_packed_bf16_avx512(x, ldx, h, hp, dst, scale, rowsum);
-  return true;
+  return !f16 && ok && h > 0 && hp >= h && hp % 4 == 0;
 #else
-  (void)x, (void)ldx, (void)f16, (void)h, (void)hp, (void)dst, (void)scale, (void)rowsum;
+  (void)f16, (void)h, (void)hp;
   return false;
 #endif
+}
+}  // namespace
+
+bool dynamic_quant_block6_packed(const uint16_t* x, int64_t ldx, bool f16, int64_t h, int64_t hp,
+                                 int8_t* dst, float* scale, int32_t* rowsum) {
+  if (!packed_quant_applies(f16, h, hp)) return false;
+#if defined(__x86_64__)
+  quant_block6_packed_bf16_avx512(x, ldx, h, hp, dst, scale, rowsum);
+#else
+  (void)x, (void)ldx, (void)dst, (void)scale, (void)rowsum;
+#endif
+  return true;
 }
 
 bool dynamic_quant_row_packed(const uint16_t* x, bool f16, int64_t h, int64_t hp, int8_t* dst,
                               int64_t quad_stride, float* scale, int32_t* rowsum) {
+  if (!packed_quant_applies(f16, h, hp)) return false;
 #if defined(__x86_64__)
-  static const bool ok = [] {
-    const CpuFeatures& f = cpu_features();
-    return f.avx512f && f.avx512bw;
-  }();
-  if (f16 || !ok || h <= 0 || hp < h || hp % 4 != 0) return false;
   quant_row_packed_bf16_avx512(x, h, hp, dst, quad_stride, scale, rowsum);
-  return true;
 #else
-  (void)x, (void)f16, (void)h, (void)hp, (void)dst, (void)quad_stride, (void)scale, (void)rowsum;
-  return false;
+  (void)x, (void)dst, (void)quad_stride, (void)scale, (void)rowsum;
 #endif
+  return true;
 }
 
 DynQuantAsymStages npu_dynamic_quant_asymmetric(const Tensor& x, const Tensor* smooth,

@@ -135,7 +135,7 @@ struct WqbmmWeights {
   WqbmmShape shape;
   WqbmmAntiquant antiquant = WqbmmAntiquant::kXDtype;
   bool has_offset = false;
-  int64_t kpad = 0;               // K rounded up to a multiple of 32 (int4: of 64)
+  int64_t kpad = 0;  // K rounded up to a multiple of 32 (int4: of 64)
   // N * kpad (int8) or N * kpad / 2 (int4) bytes (huge-page backed when large, as streamed)
   std::vector<uint8_t, LargeBufferAllocator<uint8_t>> packed;
   std::vector<uint16_t> params;   // [N][groups][2]: scale bits, offset bits (0 if none)
