@@ -9,7 +9,8 @@
 // W8A8_DYNAMIC linear, M = 1, same-process A/B on the 2-core Zen 4 (docs/perf.md, session 5):
 // 6% faster at 2 threads, 8% at 1 thread.
 //
-// The contents are never affected: this only chooses where the bytes live.
+// The contents are never affected: this only chooses where the bytes live. A large buffer is
+// rounded up to whole 2 MiB pages (less than 2 MiB unused per buffer; none at K = N = 4096).
 #pragma once
 
 #include <cstddef>
