@@ -1131,8 +1131,10 @@ void wqbmm_gemm_acc(const WqbmmWeights& w, const uint16_t* x, int64_t mrows, con
   parallel_for(
       quads, grain,
       [&](int64_t q0, int64_t q1) {
-        std::vector<float> out(static_cast<size_t>(mrows * kQuad));
-        std::vector<float> col(static_cast<size_t>(mrows));
+        // Per-thread scratch, kept across chunks and calls (no allocation per chunk).
+        static thread_local std::vector<float> out, col;
+        out.resize(static_cast<size_t>(mrows * kQuad));
+        col.resize(static_cast<size_t>(mrows));
         for (int64_t q = q0; q < q1; ++q) {
           const int64_t n0 = q * kQuad;
           if (avx && mrows == 1) {
