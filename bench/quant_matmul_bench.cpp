@@ -20,12 +20,10 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include "qconf/core/large_buffer.h"
 #include "qconf/numeric/float_format.h"
 #include "qconf/ops/dynamic_quant.h"
 #include "qconf/opt/gemm_s8.h"
@@ -151,10 +149,7 @@ struct DnnlMatmul {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream strm{eng};
   dnnl::matmul prim;
-  struct FreeLarge {
-    void operator()(void* p) const { qconf::free_large_buffer(p); }
-  };
-  std::unique_ptr<void, FreeLarge> wei_storage;  // declared before wei: freed after it
+  qconf::opt::AlignedBuffer wei_storage;  // declared before wei: freed after it
   dnnl::memory src, wei, dst;
   std::string dst_type;
 };
@@ -187,11 +182,11 @@ DnnlMatmul make_dnnl(int64_t m, const qconf::Tensor& codes) {
   d.src = dnnl::memory(pd.src_desc(), d.eng);
   std::memcpy(d.src.get_data_handle(), codes.bytes(), codes.nbytes());
   dnnl::memory user_w(wei_user, d.eng, const_cast<std::byte*>(w.w.bytes()));
-  // The reordered weights live in memory from qconf's allocator for streamed weights (huge
-  // pages where the system allows them, qconf/core/large_buffer.h), like PackedWeightsS8: both
+  // The reordered weights live in an AlignedBuffer, the storage of PackedWeightsS8 (huge pages
+  // where the system allows them, qconf/core/large_buffer.h): both
   // GEMMs stream their weights through the same kind of pages.
-  d.wei_storage.reset(qconf::allocate_large_buffer(pd.weights_desc().get_size()));
-  d.wei = dnnl::memory(pd.weights_desc(), d.eng, d.wei_storage.get());
+  d.wei_storage = qconf::opt::AlignedBuffer(pd.weights_desc().get_size());
+  d.wei = dnnl::memory(pd.weights_desc(), d.eng, d.wei_storage.data());
   dnnl::reorder(user_w, d.wei).execute(d.strm, user_w, d.wei);
   d.dst = dnnl::memory(pd.dst_desc(), d.eng);
   d.strm.wait();

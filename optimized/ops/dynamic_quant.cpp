@@ -388,43 +388,42 @@ __attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block6_packed_bf16
 }  // namespace
 #endif
 
+#if defined(__x86_64__)
 namespace {
 // The packed quants' conditions: bf16 rows on an AVX-512 (F, BW) CPU, h values padded to hp.
 bool packed_quant_applies(bool f16, int64_t h, int64_t hp) {
-#if defined(__x86_64__)
   static const bool ok = [] {
     const CpuFeatures& f = cpu_features();
     return f.avx512f && f.avx512bw;
   }();
   return !f16 && ok && h > 0 && hp >= h && hp % 4 == 0;
-#else
-  (void)f16, (void)h, (void)hp;
-  return false;
-#endif
 }
 }  // namespace
 
 bool dynamic_quant_block6_packed(const uint16_t* x, int64_t ldx, bool f16, int64_t h, int64_t hp,
                                  int8_t* dst, float* scale, int32_t* rowsum) {
   if (!packed_quant_applies(f16, h, hp)) return false;
-#if defined(__x86_64__)
   quant_block6_packed_bf16_avx512(x, ldx, h, hp, dst, scale, rowsum);
-#else
-  (void)x, (void)ldx, (void)dst, (void)scale, (void)rowsum;
-#endif
   return true;
 }
 
 bool dynamic_quant_row_packed(const uint16_t* x, bool f16, int64_t h, int64_t hp, int8_t* dst,
                               int64_t quad_stride, float* scale, int32_t* rowsum) {
   if (!packed_quant_applies(f16, h, hp)) return false;
-#if defined(__x86_64__)
   quant_row_packed_bf16_avx512(x, h, hp, dst, quad_stride, scale, rowsum);
-#else
-  (void)x, (void)dst, (void)quad_stride, (void)scale, (void)rowsum;
-#endif
   return true;
 }
+#else
+// No AVX-512 path: the callers quantize row by row with dynamic_quant_row_default.
+bool dynamic_quant_block6_packed(const uint16_t*, int64_t, bool, int64_t, int64_t, int8_t*, float*,
+                                 int32_t*) {
+  return false;
+}
+bool dynamic_quant_row_packed(const uint16_t*, bool, int64_t, int64_t, int8_t*, int64_t, float*,
+                              int32_t*) {
+  return false;
+}
+#endif
 
 DynQuantAsymStages npu_dynamic_quant_asymmetric(const Tensor& x, const Tensor* smooth,
                                                 const Tensor* group_index, bool int4) {

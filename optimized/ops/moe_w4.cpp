@@ -272,6 +272,12 @@ Tensor w4a8_moe_expert_mlp_packed(const Tensor& x, const Tensor& group_list, con
   go.threads = threads;
   const float lim = cfg.clamp_limit;
   const bool clamp = lim > 0 && std::isfinite(lim);
+  // The MSD sum of one output: the hi and lo accumulators through the fixpipe, then the scale
+  // bias (gmm1 and gmm2 alike).
+  const auto msd = [&](int32_t hi, int32_t lo, float s, float b) {
+    return w4a8_msd_sum(w4a8_msd_fixpipe_f16(hi, s, cfg.fixpipe),
+                        w4a8_msd_fixpipe_f16(lo, s, cfg.fixpipe), b, cfg.bias_first);
+  };
   // The MSD split of int8 rows: hi = v >> 4 (rows [0, n)), lo = (v & 0xF) - 8 (rows [n, 2n)).
   const auto split = [&](const int8_t* v, int64_t n, int64_t k) {
     for (int64_t r = 0; r < n; ++r)
@@ -299,10 +305,7 @@ Tensor w4a8_moe_expert_mlp_packed(const Tensor& x, const Tensor& group_list, con
             const int32_t* al = acc.data() + (n + r) * n2;
             float* cr = c.data() + r * n2;
             for (int64_t j = 0; j < n2; ++j) {
-              const float sum = w4a8_msd_sum(w4a8_msd_fixpipe_f16(ah[j], s1[j], cfg.fixpipe),
-                                             w4a8_msd_fixpipe_f16(al[j], s1[j], cfg.fixpipe), b1[j],
-                                             cfg.bias_first);
-              float v = sum * ts;
+              float v = msd(ah[j], al[j], s1[j], b1[j]) * ts;
               if (clamp) {
                 v = std::min(v, lim);
                 if (j >= i) v = std::max(v, -lim);
@@ -329,10 +332,7 @@ Tensor w4a8_moe_expert_mlp_packed(const Tensor& x, const Tensor& group_list, con
             const int32_t* al = acc.data() + (n + r) * h;
             uint16_t* out = y.data<uint16_t>() + (r0 + r) * h;
             for (int64_t j = 0; j < h; ++j) {
-              const float v = w4a8_msd_sum(w4a8_msd_fixpipe_f16(ah[j], s2[j], cfg.fixpipe),
-                                           w4a8_msd_fixpipe_f16(al[j], s2[j], cfg.fixpipe), b2[j],
-                                           cfg.bias_first) *
-                              ts;
+              const float v = msd(ah[j], al[j], s2[j], b2[j]) * ts;
               uint32_t bits;
               std::memcpy(&bits, &v, sizeof bits);
               out[j] = f32_to_bf16_rne(bits);

@@ -591,10 +591,10 @@ void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
   struct QuantRows {
     const uint16_t* xin;
     bool f16;
-    int64_t k, rows;
+    int64_t k;
     float* pertoken;
-    PackedActivationsS8* a;
-  } qr{xin, f16, k, rows, pertoken, &a};
+    PackedActivationsS8* a;  // its block_rows give the rows of each unit
+  } qr{xin, f16, k, pertoken, &a};
   GemmS8Prologue pro;
   pro.ctx = &qr;
   pro.units = a.blocks();
@@ -607,27 +607,28 @@ void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
       xf.resize(static_cast<size_t>(q.k));
       codes.resize(static_cast<size_t>(q.k));
     }
-    for (int64_t row = b0 * kGemmS8Mr; row < std::min(q.rows, b1 * kGemmS8Mr); ++row) {
-      if (row % kGemmS8Mr == 0 && q.a->block_rows(row / kGemmS8Mr) == kGemmS8Mr) {
-        // A full block: six rows at once, stored as whole vectors.
-        int32_t sums[kGemmS8Mr];
-        if (dynamic_quant_block6_packed(q.xin + row * q.k, q.k, q.f16, q.k, q.a->k_padded(),
-                                        q.a->row_codes(row), q.pertoken + row, sums)) {
-          for (int r = 0; r < kGemmS8Mr; ++r) q.a->set_row_sum(row + r, sums[r]);
-          row += kGemmS8Mr - 1;
-          continue;
-        }
-      }
-      int32_t sum;
-      if (dynamic_quant_row_packed(q.xin + row * q.k, q.f16, q.k, q.a->k_padded(),
-                                   q.a->row_codes(row), q.a->quad_stride(row), q.pertoken + row,
-                                   &sum)) {
-        q.a->set_row_sum(row, sum);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t first = b * kGemmS8Mr, rows = q.a->block_rows(b);
+      // A full block: six rows at once, stored as whole vectors.
+      int32_t sums[kGemmS8Mr];
+      if (rows == kGemmS8Mr &&
+          dynamic_quant_block6_packed(q.xin + first * q.k, q.k, q.f16, q.k, q.a->k_padded(),
+                                      q.a->row_codes(first), q.pertoken + first, sums)) {
+        for (int r = 0; r < kGemmS8Mr; ++r) q.a->set_row_sum(first + r, sums[r]);
         continue;
       }
-      dynamic_quant_row_default(q.xin + row * q.k, q.f16, q.k, xf.data(), codes.data(),
-                                q.pertoken + row);
-      q.a->set_row(row, codes.data(), q.k);
+      for (int64_t row = first; row < first + rows; ++row) {
+        int32_t sum;
+        if (dynamic_quant_row_packed(q.xin + row * q.k, q.f16, q.k, q.a->k_padded(),
+                                     q.a->row_codes(row), q.a->quad_stride(row), q.pertoken + row,
+                                     &sum)) {
+          q.a->set_row_sum(row, sum);
+          continue;
+        }
+        dynamic_quant_row_default(q.xin + row * q.k, q.f16, q.k, xf.data(), codes.data(),
+                                  q.pertoken + row);
+        q.a->set_row(row, codes.data(), q.k);
+      }
     }
   };
   GemmS8Options gopt = opt;

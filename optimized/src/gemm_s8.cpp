@@ -455,7 +455,7 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
                                             ((b_end - b_first) * steps)
                                       : 0;
     for (int64_t b = b_first; b < b_end; ++b) {
-      const int rows = static_cast<int>(std::min<int64_t>(kGemmS8Mr, a.m() - b * kGemmS8Mr));
+      const int rows = a.block_rows(b);
       for (int r = 0; r < rows; ++r)
         corr[r] = wbias * static_cast<uint32_t>(a.row_sums()[b * kGemmS8Mr + r]);
       if (vnni) {
