@@ -627,13 +627,13 @@ QCONF_AVX512 void tile_avx512(const WqbmmWeights& w, int64_t n0, const float* co
 // first), each sum rounded to nearest even and flushed to zero below 2^-126 (a flush the bound
 // covers, docs/bounds.md). Lanes:
 //   int8: 32-k blocks, one accumulator: lane j takes k0 + 2j + 1, then k0 + 2j;
-//   int4: 64-k blocks, two accumulators: acc0 lane j takes k0 + 4j + 2, then k0 + 4j; acc1 lane j
-//         takes k0 + 4j + 3, then k0 + 4j + 1;
-// padded k (x = 0) add zero products; then the reduction of the FMA path (acc1 = 0 for int8).
+//   int4: 128-k superblocks, four accumulators (see "int4 weights on the dot path" below);
+// padded k (x = 0) add zero products; then the reduction of the FMA path (int8: acc1 = 0; int4:
+// acc0 + acc2 and acc1 + acc3).
 // The portable kernel emulates this order exactly when no product or partial sum falls below
 // 2^-126 (in that range the instruction's internal handling is not documented precisely).
 
-constexpr int64_t kDotBlock8 = 32, kDotBlock4 = 64;
+constexpr int64_t kDotBlock8 = 32, kDotBlock4 = 128;
 
 template <int kKind>
 QCONF_AVX512 QCONF_INLINE __m512i bf16_words_int8(const int8_t* col, const VParam& p) {
@@ -804,82 +804,56 @@ QCONF_AVX512_VBMI void int8_dot_lut(const int8_t* const (&col)[CB], const Param*
 
 bool use_lut() { return !g_disable_lut.load() && cpu_features().avx512vbmi; }
 
-template <int CB, int MB, bool kInt4>
-QCONF_AVX512 void tile_dot(const WqbmmWeights& w, int64_t n0, const uint16_t* const* xw,
-                           float* out) {
+// Prefetches the next tile's parameter pairs: columns [n0 + CB, n0 + 2 CB), all groups
+// (contiguous in `params`, [N][groups][2]).
+template <int CB>
+QCONF_AVX512 QCONF_INLINE void prefetch_next_params(const std::vector<float>& params,
+                                                    int64_t groups, int64_t n0) {
+  const int64_t size = static_cast<int64_t>(params.size());
+  const int64_t first = 2 * std::min<int64_t>((n0 + CB) * groups, size / 2);
+  const int64_t last = std::min<int64_t>(first + 2 * CB * groups, size);
+  for (int64_t i = first; i < last; i += 16)
+    _mm_prefetch(reinterpret_cast<const char*>(params.data() + i), _MM_HINT_T0);
+}
+
+// int8 weights on the dot path: CB columns starting at n0, MB rows, out[m * CB + c].
+template <int CB, int MB>
+QCONF_AVX512 void tile_dot8(const WqbmmWeights& w, int64_t n0, const uint16_t* const* xw,
+                            float* out) {
   const WqbmmShape& s = w.shape;
-  const int64_t bk = kInt4 ? kDotBlock4 : kDotBlock8;
+  const int64_t bk = kDotBlock8;
   const int64_t nb = (s.k + bk - 1) / bk;
   const int64_t bpg = s.mode == WqbmmScaleMode::kPerGroup ? s.group_size / bk : nb;
   const int64_t pf = prefetch_distance(w);
-  {
-    // The next tile's parameters: columns [n0 + CB, n0 + 2 CB), all groups (contiguous).
-    const int64_t groups = s.groups;
-    const int64_t first =
-        2 * std::min<int64_t>((n0 + CB) * groups, static_cast<int64_t>(w.params_f32.size() / 2));
-    const int64_t last =
-        std::min<int64_t>(first + 2 * CB * groups, static_cast<int64_t>(w.params_f32.size()));
-    for (int64_t i = first; i < last; i += 16)
-      _mm_prefetch(reinterpret_cast<const char*>(w.params_f32.data() + i), _MM_HINT_T0);
-  }
+  prefetch_next_params<CB>(w.params_f32, s.groups, n0);
   __m512 acc[MB * CB * 2];
   for (int i = 0; i < MB * CB * 2; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t g = 0, b0 = 0; b0 < nb; ++g, b0 += bpg) {
     const int64_t b1 = std::min(nb, b0 + bpg);
-    if constexpr (kInt4) {
-      __m512i tab[CB];  // 32 words: T[0..15] twice (vpermw reads index bits 0-4)
-      const uint8_t* col[CB];
+    Param p[CB];
+    VParam vp[CB];
+    const int8_t* col[CB];
+    bool all_fma = true;
+    for (int c = 0; c < CB; ++c) {
+      p[c] = param_of(w, n0 + c, g);
+      vp[c] = vparam(p[c]);
+      all_fma = all_fma && p[c].kind == kBf16Fma;
+      col[c] = reinterpret_cast<const int8_t*>(w.packed.data() + (n0 + c) * w.kpad);
+    }
+    if ((b1 - b0) * bk >= kLutMinK && use_lut()) {
+      int8_dot_lut<CB, MB>(col, p, xw, b0, b1, pf, acc);
+      continue;
+    }
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t k0 = b * bk;
+      __m512i wv[CB][2];
       for (int c = 0; c < CB; ++c) {
-        float sv, ov;
-        raw_params(w, n0 + c, g, &sv, &ov);
-        // The table's fp32 values before the bf16 rounding are never subnormal (dot_ok), so
-        // vcvtne2ps2bf16 rounds them like the reference; the 16 words come out twice.
-        const __m512 v = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1);
-        const __m512 a = w.has_offset ? _mm512_add_ps(v, _mm512_set1_ps(ov)) : v;
-        const __m512 r = _mm512_mul_ps(a, _mm512_set1_ps(sv));
-        tab[c] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(r, r));
-        col[c] = w.packed.data() + (n0 + c) * (w.kpad / 2);
+        _mm_prefetch(reinterpret_cast<const char*>(col[c] + k0 + pf), _MM_HINT_T0);
+        wv[c][0] = all_fma || p[c].kind == kBf16Fma ? bf16_words_int8<kBf16Fma>(col[c] + k0, vp[c])
+                                                    : bf16_words_int8<kBf16Mul>(col[c] + k0, vp[c]);
+        wv[c][1] = wv[c][0];
       }
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t k0 = b * bk;
-        __m512i wv[CB][2];
-        for (int c = 0; c < CB; ++c) {
-          if (b % 2 == 0)  // one prefetch per 64-byte line (a block is 32 bytes)
-            _mm_prefetch(reinterpret_cast<const char*>(col[c] + k0 / 2 + pf), _MM_HINT_T1);
-          const __m512i wds = _mm512_cvtepu8_epi16(
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col[c] + k0 / 2)));
-          wv[c][0] = _mm512_permutexvar_epi16(wds, tab[c]);
-          wv[c][1] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wds, 4), tab[c]);
-        }
-        dot_block<CB, MB>(wv, xw, k0, true, acc);
-      }
-    } else {
-      Param p[CB];
-      VParam vp[CB];
-      const int8_t* col[CB];
-      bool all_fma = true;
-      for (int c = 0; c < CB; ++c) {
-        p[c] = param_of(w, n0 + c, g);
-        vp[c] = vparam(p[c]);
-        all_fma = all_fma && p[c].kind == kBf16Fma;
-        col[c] = reinterpret_cast<const int8_t*>(w.packed.data() + (n0 + c) * w.kpad);
-      }
-      if ((b1 - b0) * bk >= kLutMinK && use_lut()) {
-        int8_dot_lut<CB, MB>(col, p, xw, b0, b1, pf, acc);
-        continue;
-      }
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t k0 = b * bk;
-        __m512i wv[CB][2];
-        for (int c = 0; c < CB; ++c) {
-          _mm_prefetch(reinterpret_cast<const char*>(col[c] + k0 + pf), _MM_HINT_T0);
-          wv[c][0] = all_fma || p[c].kind == kBf16Fma
-                         ? bf16_words_int8<kBf16Fma>(col[c] + k0, vp[c])
-                         : bf16_words_int8<kBf16Mul>(col[c] + k0, vp[c]);
-          wv[c][1] = wv[c][0];
-        }
-        dot_block<CB, MB>(wv, xw, k0, false, acc);
-      }
+      dot_block<CB, MB>(wv, xw, k0, false, acc);
     }
   }
   for (int m = 0; m < MB; ++m)
@@ -887,64 +861,226 @@ QCONF_AVX512 void tile_dot(const WqbmmWeights& w, int64_t n0, const uint16_t* co
       out[m * CB + c] = reduce_v(acc[(m * CB + c) * 2], acc[(m * CB + c) * 2 + 1]);
 }
 
+// ---- int4 weights on the dot path ---------------------------------------------------------------
+//
+// A column's int4 weights are read 128 k (one 64-byte line) at a time as 32 16-bit words: word i
+// holds the codes of k0 + 4i + t at bits 4t..4t+3 (t = 0..3; the packed layout has two k per
+// byte, the even k in the low nibble). vpermw reads bits 0-4 of each index word, so with a table
+// holding T[0..15] twice the words shifted right by 4t look up operand t: word i = W[k0 + 4i + t].
+// Per 128 weights: 1 load, 3 shifts, 4 vpermw, 4 vdpbf16ps (64-k blocks took one more zero
+// extension and one more shift). The x words are laid out to match (wqbmm_gemm_acc): position
+// k0 + 32t + i holds x[k0 + 4i + t]. A group size that is a multiple of 64 but not of 128 splits
+// a superblock between two groups: the upper 16 words (k >= k0 + 64) are looked up in the second
+// group's table (a masked vpermw). Accumulators: four per column, operand t into acc_t, lane j of
+// acc_t takes k0 + 8j + 4 + t, then k0 + 8j + t (the odd element of a pair first); padded k
+// (x = 0) add zero products; then reduce_v(acc_0 + acc_2, acc_1 + acc_3).
+//
+// Measured (same-process A/B of the two builds, K = N = 4096, group 128, one Zen 4 thread,
+// weights from DRAM, 2026-11-22 session 6): the superblocks +3-7% over 64-k blocks; tables by
+// one FMA from (scale, offset * scale) with one loop over superblocks +11%; the tables built one
+// group ahead +12% (21.3 -> 24.0 GB/s). With no table build at all the loop would run another
+// ~20% faster: a table costs 3 instructions, but its load -> FMA -> conversion -> vpermw latency
+// stalls the lookups when it is built just before them. Built two groups ahead, or two columns
+// sharing one conversion, was slower (-3%, -5%).
+
+// The 32 words T[0..15] twice of one column and group, from its pair p of
+// WqbmmWeights::table_params (scale, offset * scale: one FMA gives the reference's fp32 values,
+// see wqbmm_prepare_weights). The values before the bf16 rounding are never subnormal
+// (dot_ok), so vcvtne2ps2bf16 rounds them like the reference.
+QCONF_AVX512 QCONF_INLINE __m512i int4_table_words(const float* p) {
+  const __m512 v = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1);
+  const __m512 r = _mm512_fmadd_ps(v, _mm512_set1_ps(p[0]), _mm512_set1_ps(p[1]));
+  return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(r, r));
+}
+
+// One 128-k superblock of CB columns and MB rows (see above).
+template <int CB, int MB, bool kSplit>
+QCONF_AVX512 QCONF_INLINE void dot4_block(const uint8_t* const (&col)[CB], const __m512i (&tab)[CB],
+                                          const __m512i (&tab_hi)[CB], const uint16_t* const* xw,
+                                          int64_t k0, int64_t pf, __m512 (&acc)[MB * CB * 4]) {
+  __m512i op[CB][4];
+  for (int c = 0; c < CB; ++c) {
+    const uint8_t* line = col[c] + k0 / 2;
+    _mm_prefetch(reinterpret_cast<const char*>(line + pf), _MM_HINT_T1);
+    const __m512i wd = _mm512_loadu_si512(line);
+    const __m512i idx[4] = {wd, _mm512_srli_epi16(wd, 4), _mm512_srli_epi16(wd, 8),
+                            _mm512_srli_epi16(wd, 12)};
+    for (int t = 0; t < 4; ++t) {
+      op[c][t] = _mm512_permutexvar_epi16(idx[t], tab[c]);
+      if constexpr (kSplit)
+        op[c][t] = _mm512_mask_permutexvar_epi16(op[c][t], 0xFFFF0000u, idx[t], tab_hi[c]);
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int t = 0; t < 4; ++t) {
+      const __m512i x = _mm512_loadu_si512(xw[m] + k0 + 32 * t);
+      for (int c = 0; c < CB; ++c) {
+        __m512& a = acc[(m * CB + c) * 4 + t];
+        a = _mm512_dpbf16_ps(a, reinterpret_cast<__m512bh>(op[c][t]),
+                             reinterpret_cast<__m512bh>(x));
+      }
+    }
+}
+
+// int4 weights on the dot path: CB columns starting at n0, MB rows, out[m * CB + c].
+template <int CB, int MB>
+QCONF_AVX512 void tile_dot4(const WqbmmWeights& w, int64_t n0, const uint16_t* const* xw,
+                            float* out) {
+  const WqbmmShape& s = w.shape;
+  const int64_t bk = kDotBlock4;
+  const int64_t nb = w.kpad / bk;
+  const int64_t pf = prefetch_distance(w);
+  prefetch_next_params<CB>(w.table_params, s.groups, n0);
+  const uint8_t* col[CB];
+  const float* par[CB];  // the column's table_params pairs, one per group
+  for (int c = 0; c < CB; ++c) {
+    col[c] = w.packed.data() + (n0 + c) * (w.kpad / 2);
+    par[c] = w.table_params.data() + 2 * (n0 + c) * s.groups;
+  }
+  __m512 acc[MB * CB * 4];
+  for (int i = 0; i < MB * CB * 4; ++i) acc[i] = _mm512_setzero_ps();
+  __m512i tab[CB], tab_hi[CB];
+  if (s.mode != WqbmmScaleMode::kPerGroup || s.group_size % bk == 0) {
+    // Whole superblocks per group (per channel: one group); one loop, the tables rebuilt at
+    // each group's first superblock.
+    const int64_t bpg = s.mode == WqbmmScaleMode::kPerGroup ? s.group_size / bk : nb;
+    const int64_t last_g = (nb + bpg - 1) / bpg - 1;
+    __m512i next[CB];
+    for (int c = 0; c < CB; ++c) next[c] = int4_table_words(par[c]);
+    for (int64_t b = 0, left = 0, g = 0; b < nb; ++b, --left) {
+      if (left == 0) {
+        // The tables of the next group are built one group ahead (their load, FMA and
+        // conversion latency then overlaps this group's lookups instead of stalling them).
+        const int64_t gn = std::min(g + 1, last_g);
+        for (int c = 0; c < CB; ++c) {
+          tab[c] = next[c];
+          next[c] = int4_table_words(par[c] + 2 * gn);
+        }
+        ++g;
+        left = bpg;
+      }
+      dot4_block<CB, MB, false>(col, tab, tab, xw, b * bk, pf, acc);
+    }
+  } else {
+    // Two tables per superblock (the groups of k0 and of k0 + 64), also built one ahead.
+    __m512i next[CB], next_hi[CB];
+    for (int64_t b = 0; b <= nb; ++b) {
+      if (b > 0) {
+        for (int c = 0; c < CB; ++c) {
+          tab[c] = next[c];
+          tab_hi[c] = next_hi[c];
+        }
+      }
+      const int64_t k0 = std::min(b, nb - 1) * bk;
+      const int64_t g0 = k0 / s.group_size;
+      const int64_t g1 = std::min(s.groups - 1, (k0 + bk / 2) / s.group_size);
+      for (int c = 0; c < CB; ++c) {
+        next[c] = int4_table_words(par[c] + 2 * g0);
+        next_hi[c] = int4_table_words(par[c] + 2 * g1);
+      }
+      if (b > 0) dot4_block<CB, MB, true>(col, tab, tab_hi, xw, (b - 1) * bk, pf, acc);
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int c = 0; c < CB; ++c) {
+      const __m512* a = acc + (m * CB + c) * 4;
+      out[m * CB + c] = reduce_v(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+    }
+}
+
 float ftz(float v) { return std::fabs(v) < 1.17549435e-38f ? std::copysign(0.0f, v) : v; }
 
 // The portable emulation of the dot path (same lanes and order).
-void column_portable_dot(const WqbmmWeights& w, int64_t n, const uint16_t* const* xw, int64_t mrows,
-                         float* out) {
+// One vdpbf16ps lane: the odd element of the pair first, each sum flushed below 2^-126.
+void dot_pair(float& a, float w_even, float x_even, float w_odd, float x_odd) {
+  a = ftz(a + w_odd * x_odd);
+  a = ftz(a + w_even * x_even);
+}
+
+// The final reduction of the dot path: t = a0 + a1 (16 lanes), then the tree of reduce_v.
+float reduce_portable(const float* a0, const float* a1) {
+  float t[16];
+  for (int j = 0; j < 16; ++j) t[j] = a0[j] + a1[j];
+  for (int j = 0; j < 8; ++j) t[j] = t[j] + t[j + 8];
+  for (int j = 0; j < 4; ++j) t[j] = t[j] + t[j + 4];
+  for (int j = 0; j < 2; ++j) t[j] = t[j] + t[j + 2];
+  return t[0] + t[1];
+}
+
+// int8: 32-k blocks, one accumulator (see "the bf16 dot-product path").
+void column_portable_dot8(const WqbmmWeights& w, int64_t n, const uint16_t* const* xw,
+                          int64_t mrows, float* out) {
   const WqbmmShape& s = w.shape;
-  const int64_t bk = s.int4 ? kDotBlock4 : kDotBlock8;
-  const int64_t nb = (s.k + bk - 1) / bk;
-  std::vector<float> acc(static_cast<size_t>(mrows * 32), 0.0f);
-  float table[16];
+  const int64_t nb = (s.k + kDotBlock8 - 1) / kDotBlock8;
+  const auto* col = reinterpret_cast<const int8_t*>(w.packed.data() + n * w.kpad);
+  std::vector<float> acc(static_cast<size_t>(mrows * 16), 0.0f);
   Param p;
   int64_t group = -1;
   for (int64_t b = 0; b < nb; ++b) {
-    const int64_t k0 = b * bk;
-    const int64_t g = s.group_of(k0);
-    if (g != group) {
-      group = g;
-      if (s.int4) {
-        float sv, ov;
-        raw_params(w, n, g, &sv, &ov);
-        for (int i = 0; i < 16; ++i)
-          table[i] = antiquant_scalar(w, static_cast<float>(nibble_value(i)), sv, ov);
-      } else {
-        p = param_of(w, n, g);
-      }
+    const int64_t k0 = b * kDotBlock8;
+    if (s.group_of(k0) != group) {
+      group = s.group_of(k0);
+      p = param_of(w, n, group);
     }
-    // wv[h][i], xv[h][i]: the 32 words of the dot operand h (int8: one operand).
-    float wv[2][32], xv[2][32];
+    float wv[32];
+    for (int i = 0; i < 32; ++i) wv[i] = aq_kind(w, col[k0 + i], p);
+    for (int64_t m = 0; m < mrows; ++m)
+      for (int j = 0; j < 16; ++j)
+        dot_pair(acc[static_cast<size_t>(m * 16 + j)], wv[2 * j], bh2f(xw[m][k0 + 2 * j]),
+                 wv[2 * j + 1], bh2f(xw[m][k0 + 2 * j + 1]));
+  }
+  const float zero[16] = {};
+  for (int64_t m = 0; m < mrows; ++m)
+    out[m] = reduce_portable(&acc[static_cast<size_t>(m * 16)], zero);
+}
+
+// int4: 128-k superblocks, four accumulators (see "int4 weights on the dot path").
+void column_portable_dot4(const WqbmmWeights& w, int64_t n, const uint16_t* const* xw,
+                          int64_t mrows, float* out) {
+  const WqbmmShape& s = w.shape;
+  const int64_t nb = w.kpad / kDotBlock4;
+  const uint8_t* col = w.packed.data() + n * (w.kpad / 2);
+  std::vector<float> acc(static_cast<size_t>(mrows * 64), 0.0f);  // [m][t][16]
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t k0 = b * kDotBlock4;
+    // The table of each half of the superblock (k0 and k0 + 64; past K, the last group's).
+    float table[2][16];
+    for (int h = 0; h < 2; ++h) {
+      float sv, ov;
+      raw_params(w, n, std::min(s.groups - 1, s.group_of(k0 + 64 * h)), &sv, &ov);
+      for (int i = 0; i < 16; ++i)
+        table[h][i] = antiquant_scalar(w, static_cast<float>(nibble_value(i)), sv, ov);
+    }
+    // wv[t][i] = W[k0 + 4i + t]: nibble t of the 16-bit word i (bytes 2i, 2i + 1).
+    float wv[4][32];
     for (int i = 0; i < 32; ++i) {
-      if (s.int4) {
-        const uint8_t byte = w.packed[static_cast<size_t>(n * (w.kpad / 2) + k0 / 2 + i)];
-        wv[0][i] = table[byte & 0xF];
-        wv[1][i] = table[byte >> 4];
-      } else {
-        const auto* col = reinterpret_cast<const int8_t*>(w.packed.data() + n * w.kpad);
-        wv[0][i] = aq_kind(w, col[k0 + i], p);
-      }
+      const unsigned word = col[k0 / 2 + 2 * i] | (unsigned{col[k0 / 2 + 2 * i + 1]} << 8);
+      for (int t = 0; t < 4; ++t) wv[t][i] = table[i / 16][(word >> (4 * t)) & 0xF];
     }
-    for (int64_t m = 0; m < mrows; ++m) {
-      for (int h = 0; h < (s.int4 ? 2 : 1); ++h)
-        for (int i = 0; i < 32; ++i) xv[h][i] = bh2f(xw[m][k0 + 32 * h + i]);
-      for (int h = 0; h < (s.int4 ? 2 : 1); ++h)
-        for (int j = 0; j < 16; ++j) {
-          float& a = acc[static_cast<size_t>(m * 32 + 16 * h + j)];
-          a = ftz(a + wv[h][2 * j + 1] * xv[h][2 * j + 1]);
-          a = ftz(a + wv[h][2 * j] * xv[h][2 * j]);
-        }
-    }
+    for (int64_t m = 0; m < mrows; ++m)
+      for (int t = 0; t < 4; ++t)
+        for (int j = 0; j < 16; ++j)
+          dot_pair(acc[static_cast<size_t>(m * 64 + 16 * t + j)], wv[t][2 * j],
+                   bh2f(xw[m][k0 + 32 * t + 2 * j]), wv[t][2 * j + 1],
+                   bh2f(xw[m][k0 + 32 * t + 2 * j + 1]));
   }
   for (int64_t m = 0; m < mrows; ++m) {
-    float t[16];
-    for (int j = 0; j < 16; ++j)
-      t[j] = acc[static_cast<size_t>(m * 32 + j)] + acc[static_cast<size_t>(m * 32 + 16 + j)];
-    for (int j = 0; j < 8; ++j) t[j] = t[j] + t[j + 8];
-    for (int j = 0; j < 4; ++j) t[j] = t[j] + t[j + 4];
-    for (int j = 0; j < 2; ++j) t[j] = t[j] + t[j + 2];
-    out[m] = t[0] + t[1];
+    const float* a = &acc[static_cast<size_t>(m * 64)];
+    float s02[16], s13[16];
+    for (int j = 0; j < 16; ++j) {
+      s02[j] = a[j] + a[32 + j];
+      s13[j] = a[16 + j] + a[48 + j];
+    }
+    out[m] = reduce_portable(s02, s13);
   }
+}
+
+void column_portable_dot(const WqbmmWeights& w, int64_t n, const uint16_t* const* xw, int64_t mrows,
+                         float* out) {
+  if (w.shape.int4)
+    column_portable_dot4(w, n, xw, mrows, out);
+  else
+    column_portable_dot8(w, n, xw, mrows, out);
 }
 
 // The instance for the weights' type and the CPU.
@@ -985,16 +1121,18 @@ void column_rows_avx512(const WqbmmWeights& w, int64_t n, const float* const* x,
 // Rows [0, mrows) of one column on the dot path (AVX-512 BF16).
 void column_rows_dot(const WqbmmWeights& w, int64_t n, const uint16_t* const* xw, int64_t mrows,
                      float* out) {
+  // (int4: at most 4 rows, the 4 accumulators per row of tile_dot4 then fit in registers)
   int64_t m = 0;
-  const bool i4 = w.shape.int4;
-  for (; m + 8 <= mrows; m += 8)
-    i4 ? tile_dot<1, 8, true>(w, n, xw + m, out + m) : tile_dot<1, 8, false>(w, n, xw + m, out + m);
-  for (; m + 4 <= mrows; m += 4)
-    i4 ? tile_dot<1, 4, true>(w, n, xw + m, out + m) : tile_dot<1, 4, false>(w, n, xw + m, out + m);
-  for (; m + 2 <= mrows; m += 2)
-    i4 ? tile_dot<1, 2, true>(w, n, xw + m, out + m) : tile_dot<1, 2, false>(w, n, xw + m, out + m);
-  for (; m < mrows; ++m)
-    i4 ? tile_dot<1, 1, true>(w, n, xw + m, out + m) : tile_dot<1, 1, false>(w, n, xw + m, out + m);
+  if (w.shape.int4) {
+    for (; m + 4 <= mrows; m += 4) tile_dot4<1, 4>(w, n, xw + m, out + m);
+    for (; m + 2 <= mrows; m += 2) tile_dot4<1, 2>(w, n, xw + m, out + m);
+    for (; m < mrows; ++m) tile_dot4<1, 1>(w, n, xw + m, out + m);
+    return;
+  }
+  for (; m + 8 <= mrows; m += 8) tile_dot8<1, 8>(w, n, xw + m, out + m);
+  for (; m + 4 <= mrows; m += 4) tile_dot8<1, 4>(w, n, xw + m, out + m);
+  for (; m + 2 <= mrows; m += 2) tile_dot8<1, 2>(w, n, xw + m, out + m);
+  for (; m < mrows; ++m) tile_dot8<1, 1>(w, n, xw + m, out + m);
 }
 
 }  // namespace
@@ -1009,7 +1147,7 @@ WqbmmWeights wqbmm_prepare_weights(const WqbmmArgs& a, const WqbmmConfig& cfg) {
   w.antiquant = cfg.antiquant;
   w.has_offset = a.antiquant_offset != nullptr;
   const WqbmmShape& s = w.shape;
-  const int64_t kalign = s.int4 ? 2 * kBlock : kBlock;  // int4 dot blocks hold 64 k
+  const int64_t kalign = s.int4 ? kDotBlock4 : kBlock;  // int4 dot superblocks hold 128 k
   w.kpad = (s.k + kalign - 1) / kalign * kalign;
   const int64_t npad = (s.n + kQuad - 1) / kQuad * kQuad;
   const int64_t col_bytes = s.int4 ? w.kpad / 2 : w.kpad;
@@ -1039,6 +1177,17 @@ WqbmmWeights wqbmm_prepare_weights(const WqbmmArgs& a, const WqbmmConfig& cfg) {
       dot = dot && (kind == kBf16Mul || kind == kBf16Fma);
     }
   w.dot_ok = dot;
+  // int4 on the dot path: (scale, offset * scale) per column and group. Every column and group
+  // is then kBf16Mul (no offset: off * s = 0) or kBf16Fma (w + off and off * s exact), so
+  // fma(w, s, off * s) is the reference's fl32(fl32(w + off) * s) for every code w: one FMA
+  // builds each table (the padding columns: s = 0, a zero table).
+  if (s.int4 && dot) {
+    w.table_params.resize(w.params_f32.size());
+    for (size_t i = 0; i < w.params_f32.size(); i += 2) {
+      w.table_params[i] = w.params_f32[i];
+      w.table_params[i + 1] = w.params_f32[i + 1] * w.params_f32[i];
+    }
+  }
   // Transpose into columns (threads over column blocks of 64: reads of 64 neighbours per row).
   parallel_for((s.n + 63) / 64, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t n0 = c0 * 64; n0 < std::min(s.n, c1 * 64); n0 += 64) {
@@ -1077,7 +1226,7 @@ void wqbmm_gemm_acc(const WqbmmWeights& w, const uint16_t* x, int64_t mrows, con
   const bool avx = use_avx512();
   // x in lane order, zero-padded to kpad. FMA path: fp32 (exact), position k0 + l holds
   // x[k0 + lane_k(l / 16, l % 16)] for each 32-block k0. Dot path: the bf16 words, int8 in k
-  // order, int4 per 64-block the 32 even k, then the 32 odd k.
+  // order, int4 per 128-k superblock the operand order of tile_dot4.
   std::vector<float> xl;
   std::vector<uint16_t> xw;
   if (dot) {
@@ -1089,15 +1238,14 @@ void wqbmm_gemm_acc(const WqbmmWeights& w, const uint16_t* x, int64_t mrows, con
         std::memcpy(dst, src, static_cast<size_t>(s.k) * 2);
         continue;
       }
-      // int4: per 64-block, the 32 even k then the 32 odd k (whole blocks without a division
-      // per element; the last partial block element by element).
+      // int4: per 128-k superblock, position k0 + 32t + i holds x[k0 + 4i + t] (whole
+      // superblocks without a division per element; the last partial one element by element).
       const int64_t full = s.k / kDotBlock4 * kDotBlock4;
       for (int64_t k0 = 0; k0 < full; k0 += kDotBlock4)
-        for (int64_t j = 0; j < 32; ++j) {
-          dst[k0 + j] = src[k0 + 2 * j];
-          dst[k0 + 32 + j] = src[k0 + 2 * j + 1];
-        }
-      for (int64_t k = full; k < s.k; ++k) dst[full + (k % 2) * 32 + (k - full) / 2] = src[k];
+        for (int64_t i = 0; i < 32; ++i)
+          for (int64_t t = 0; t < 4; ++t) dst[k0 + 32 * t + i] = src[k0 + 4 * i + t];
+      for (int64_t k = full; k < s.k; ++k)
+        dst[full + 32 * ((k - full) % 4) + (k - full) / 4] = src[k];
     }
   } else {
     xl.assign(static_cast<size_t>(mrows * w.kpad), 0.0f);
@@ -1143,11 +1291,11 @@ void wqbmm_gemm_acc(const WqbmmWeights& w, const uint16_t* x, int64_t mrows, con
               static_assert(kQuad == 2 * kDotPair);
               float* o = out.data();
               if (s.int4) {
-                tile_dot<kDotPair, 1, true>(w, n0, xwrows.data(), o);
-                tile_dot<kDotPair, 1, true>(w, n0 + kDotPair, xwrows.data(), o + kDotPair);
+                tile_dot4<kDotPair, 1>(w, n0, xwrows.data(), o);
+                tile_dot4<kDotPair, 1>(w, n0 + kDotPair, xwrows.data(), o + kDotPair);
               } else {
-                tile_dot<kDotPair, 1, false>(w, n0, xwrows.data(), o);
-                tile_dot<kDotPair, 1, false>(w, n0 + kDotPair, xwrows.data(), o + kDotPair);
+                tile_dot8<kDotPair, 1>(w, n0, xwrows.data(), o);
+                tile_dot8<kDotPair, 1>(w, n0 + kDotPair, xwrows.data(), o + kDotPair);
               }
             } else
               tile<kQuad, 1>(w, n0, xrows.data(), mk, out.data());

@@ -641,10 +641,10 @@ TEST(WeightQuantBmm, SubnormalActivationsTakeTheExactPathNotTheFlushingDotProduc
   // vdpbf16ps treats subnormal inputs as zero, so wqbmm_gemm_acc must leave the bf16 dot path
   // when any x is subnormal. One subnormal x (2^-133) times W = 100 * 2^20 (or 7 * 2^20, int4)
   // is a normal fp32 product, the only nonzero one: every summation order gives it exactly,
-  // while the flushing dot product gives 0. The subnormal sits at every position of a 64-k
-  // block in turn (the scan that detects it, and the int4 even/odd rearrangement).
+  // while the flushing dot product gives 0. The subnormal sits at positions spread over a
+  // 128-k block in turn (the scan that detects it, and the int4 superblock rearrangement).
   for (bool int4 : {false, true})
-    for (int64_t at : {0, 5, 31, 32, 63, 64 + 17}) {
+    for (int64_t at : {0, 5, 31, 32, 63, 64 + 17, 126, 127}) {
       const int64_t k = 128, n = 16;
       Tensor x(DType::kBF16, {1, k});
       for (int64_t i = 0; i < k; ++i) x.data<uint16_t>()[i] = 0;
@@ -727,6 +727,52 @@ TEST(WeightQuantBmm, VbmiLookupGivesTheConvertedWeightsOfEveryByteBitForBit) {
       EXPECT_EQ(std::memcmp(lut.data(), port.data(), lut.size() * 4), 0) << offset << " m " << m;
     }
   }
+}
+
+TEST(WeightQuantBmm, Int4DotPathGivesTheReferenceWeightsAndThePortableOrderForEveryGroupSplit) {
+  // The int4 bf16 dot path reads 128 k per column at a time as 32 16-bit words (four codes each)
+  // and looks each code up in a per-(column, group) table. Group sizes that are a multiple of 64
+  // but not of 128 split a superblock between two tables (64, 192), and K not a multiple of 128
+  // leaves a partial superblock. With and without an offset (the table's FMA adds off * s, or
+  // zero). x = I: acc = W exactly, compared with the reference (K rows: the 4-, 2- and 1-row
+  // column tiles); random x, M = 1 (the column pairs) and M = 3, 6: the AVX-512 and the portable
+  // kernels give the same bits.
+  for (bool offset : {false, true})
+    for (int64_t group : {int64_t{0}, int64_t{64}, int64_t{128}, int64_t{192}})
+      for (int64_t k : {int64_t{200}, int64_t{256}, int64_t{456}}) {
+        const int64_t n = 16;
+        const TensorMap in = make_inputs({DType::kBF16, 1, k, n, true, group, offset, false, false},
+                                         "wqbmm_int4_dot");
+        const std::string name = std::string(offset ? "offset" : "no offset") + ", group " +
+                                 std::to_string(group) + ", K " + std::to_string(k);
+        const WqbmmConfig cfg{group};
+        const opt::WqbmmWeights w = opt::wqbmm_prepare_weights(args_of(in), cfg);
+        ASSERT_TRUE(w.dot_ok) << name << ": the case must take the bf16 dot path";
+        Tensor eye(DType::kBF16, {k, k});
+        for (int64_t i = 0; i < k; ++i) eye.data<uint16_t>()[i * k + i] = 0x3F80;
+        const WqbmmStages r = ref::npu_weight_quant_batchmatmul(args_of(in), cfg);
+        for (bool portable : {false, true}) {
+          opt::wqbmm_force_portable_kernel(portable);
+          std::vector<float> acc(static_cast<size_t>(k * n));
+          opt::wqbmm_gemm_acc(w, eye.data<uint16_t>(), k, nullptr, acc.data());
+          opt::wqbmm_force_portable_kernel(false);
+          for (int64_t i = 0; i < k * n; ++i)
+            ASSERT_EQ(acc[static_cast<size_t>(i)],
+                      value(DType::kBF16, r.antiquant_weight.bits_at(i)))
+                << name << (portable ? " portable" : " avx512") << ", k " << i / n << " column "
+                << i % n;
+        }
+        for (int64_t m : {1, 3, 6}) {
+          const Tensor x = gen::float_tensor(DType::kBF16, {m, k}, gen::FloatDist::normal(0),
+                                             rng::seed_from_string("wqbmm_int4_dot_x"), m);
+          std::vector<float> avx(static_cast<size_t>(m * n)), port(avx.size());
+          opt::wqbmm_gemm_acc(w, x.data<uint16_t>(), m, nullptr, avx.data());
+          opt::wqbmm_force_portable_kernel(true);
+          opt::wqbmm_gemm_acc(w, x.data<uint16_t>(), m, nullptr, port.data());
+          opt::wqbmm_force_portable_kernel(false);
+          EXPECT_EQ(std::memcmp(avx.data(), port.data(), avx.size() * 4), 0) << name << " m " << m;
+        }
+      }
 }
 
 TEST(WeightQuantBmm, RowsOfAGemmEqualTheGemvOfEachRow) {

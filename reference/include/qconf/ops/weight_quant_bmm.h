@@ -135,12 +135,15 @@ struct WqbmmWeights {
   WqbmmShape shape;
   WqbmmAntiquant antiquant = WqbmmAntiquant::kXDtype;
   bool has_offset = false;
-  int64_t kpad = 0;  // K rounded up to a multiple of 32 (int4: of 64)
+  int64_t kpad = 0;  // K rounded up to a multiple of 32 (int4: of 128)
   // N * kpad (int8) or N * kpad / 2 (int4) bytes (huge-page backed when large, as streamed)
   std::vector<uint8_t, LargeBufferAllocator<uint8_t>> packed;
   std::vector<uint16_t> params;   // [N][groups][2]: scale bits, offset bits (0 if none)
   std::vector<float> params_f32;  // [N][groups][2]: the same, widened to fp32 (exact)
   std::vector<uint8_t> kinds;     // [N][groups]: the antiquant formula of each column group
+  // int4 with dot_ok: [N][groups][2] scale, offset * scale (fp32; one FMA then builds each
+  // column and group's table exactly); empty otherwise.
+  std::vector<float> table_params;
   // bf16 x only: every W is a normal number or zero, and (int4) groups are multiples of 64, so
   // the bf16 dot-product path (vdpbf16ps, which flushes subnormals) computes exact products.
   bool dot_ok = false;
