@@ -1,14 +1,14 @@
 // Optimized npu_weight_quant_batchmatmul: the antiquant fused into a threaded GEMV / GEMM.
 //
 // Weights are prepared once (wqbmm_prepare_weights, what an inference engine does at load time):
-// each column stored k-contiguous and padded to a multiple of 32 rows (int8: one byte per k;
-// int4: two k per byte, the even k in the low nibble), N padded to a multiple of 4 with zero
-// columns, and the raw scale/offset bits per (column, group). The GEMV never materializes W:
+// each column stored k-contiguous and padded to a multiple of 64 rows, int4 128 (int8: one byte
+// per k; int4: two k per byte, the even k in the low nibble), N padded to a multiple of 4 with
+// zero columns, and the raw scale/offset bits per (column, group). The GEMV never materializes W:
 //   int8: per element, W = antiquant(w) with the exact roundings of the reference (below); on
 //         the bf16 dot path with AVX-512 VBMI and groups of >= 512 k, a lookup in a 256-word
 //         table per (column, group) built with the same formula (int8_dot_lut);
 //   int4: per (column, group) a 16-entry table T[nibble] = antiquant(value) is built in one SIMD
-//         register, and each weight is a table lookup (vpermps).
+//         register, and each weight is a table lookup (vpermps; on the dot path vpermw).
 //
 // Summation order (fixed per output element, independent of the thread split, which is over
 // column quads): 32 k per block; two 16-lane accumulators acc0, acc1 with
@@ -626,41 +626,46 @@ QCONF_AVX512 void tile_avx512(const WqbmmWeights& w, int64_t n0, const float* co
 // adds the two products of a pair to the fp32 accumulator one after the other (the odd element
 // first), each sum rounded to nearest even and flushed to zero below 2^-126 (a flush the bound
 // covers, docs/bounds.md). Lanes:
-//   int8: 32-k blocks, one accumulator: lane j takes k0 + 2j + 1, then k0 + 2j;
+//   int8: 64-k blocks of two operands, one accumulator (see "int8 weights on the dot path");
 //   int4: 128-k superblocks, four accumulators (see "int4 weights on the dot path" below);
 // padded k (x = 0) add zero products; then the reduction of the FMA path (int8: acc1 = 0; int4:
 // acc0 + acc2 and acc1 + acc3).
 // The portable kernel emulates this order exactly when no product or partial sum falls below
 // 2^-126 (in that range the instruction's internal handling is not documented precisely).
 
-constexpr int64_t kDotBlock8 = 32, kDotBlock4 = 128;
+constexpr int64_t kDotBlock8 = 64, kDotBlock4 = 128;
 
+// ---- int8 weights on the dot path ---------------------------------------------------------------
+//
+// 64-k blocks (k0 = 64b) of two 32-word operands, in the order of the byte-to-word interleave
+// within 128-bit lanes (vpunpck{l,h}bw) that the table lookup below produces: operand A word i
+// is the weight of k0 + 16 (i / 8) + i % 8, operand B word i that of k0 + 8 + 16 (i / 8) + i % 8.
+// The x words are laid out to match (wqbmm_gemm_acc): position k0 + i holds the x of A's word i,
+// k0 + 32 + i that of B's. One accumulator per column: acc = dp(dp(acc, A, xA), B, xB), so lane
+// j takes A's words 2j + 1, 2j, then B's words 2j + 1, 2j. (Same-process A/B, W8A16 K = N =
+// 4096, one Zen 4 thread, 2026-11-22 session 6: the lookup without the byte permute that put
+// the words back in k order, +10% from DRAM, +14% from L2.)
+
+// The operands A and B of one 64-k block by conversion (vpmovsxbd, vcvtdq2ps, the formula kKind,
+// vcvtne2ps2bf16): one qword permute puts the bytes of A's words in 128-bit lanes 0-1 and B's in
+// lanes 2-3.
 template <int kKind>
-QCONF_AVX512 QCONF_INLINE __m512i bf16_words_int8(const int8_t* col, const VParam& p) {
-  const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col));
-  const __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(bytes)));
-  const __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(bytes, 1)));
-  return reinterpret_cast<__m512i>(
-      _mm512_cvtne2ps_pbh(pre_round_v<kKind>(b, p), pre_round_v<kKind>(a, p)));
+QCONF_AVX512 QCONF_INLINE __m512 lane_values(__m512i bytes, int lane, const VParam& p) {
+  const __m128i q = lane == 0   ? _mm512_castsi512_si128(bytes)
+                    : lane == 1 ? _mm512_extracti32x4_epi32(bytes, 1)
+                    : lane == 2 ? _mm512_extracti32x4_epi32(bytes, 2)
+                                : _mm512_extracti32x4_epi32(bytes, 3);
+  return pre_round_v<kKind>(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), p);
 }
-
-template <int CB, int MB>
-QCONF_AVX512 QCONF_INLINE void dot_block(const __m512i (&wv)[CB][2], const uint16_t* const* xw,
-                                         int64_t pos, bool two, __m512 (&acc)[MB * CB * 2]) {
-  for (int m = 0; m < MB; ++m) {
-    const __m512i x0 = _mm512_loadu_si512(xw[m] + pos);
-    const __m512i x1 = two ? _mm512_loadu_si512(xw[m] + pos + 32) : x0;
-    for (int c = 0; c < CB; ++c) {
-      __m512& a0 = acc[(m * CB + c) * 2];
-      a0 = _mm512_dpbf16_ps(a0, reinterpret_cast<__m512bh>(wv[c][0]),
-                            reinterpret_cast<__m512bh>(x0));
-      if (two) {
-        __m512& a1 = acc[(m * CB + c) * 2 + 1];
-        a1 = _mm512_dpbf16_ps(a1, reinterpret_cast<__m512bh>(wv[c][1]),
-                              reinterpret_cast<__m512bh>(x1));
-      }
-    }
-  }
+template <int kKind>
+QCONF_AVX512 QCONF_INLINE void bf16_words_int8(const int8_t* col, const VParam& p, __m512i* a,
+                                               __m512i* b) {
+  const __m512i bytes =
+      _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_loadu_si512(col));
+  *a = reinterpret_cast<__m512i>(
+      _mm512_cvtne2ps_pbh(lane_values<kKind>(bytes, 1, p), lane_values<kKind>(bytes, 0, p)));
+  *b = reinterpret_cast<__m512i>(
+      _mm512_cvtne2ps_pbh(lane_values<kKind>(bytes, 3, p), lane_values<kKind>(bytes, 2, p)));
 }
 
 // ---- int8 weights by table lookup (AVX-512 VBMI) ------------------------------------------------
@@ -669,13 +674,11 @@ QCONF_AVX512 QCONF_INLINE void dot_block(const __m512i (&wv)[CB][2], const uint1
 // weight byte only. With VBMI the words are looked up instead of computed: per (column, group)
 // the 256-word table T[u] = bf16(pre_round(int8(u))) (the same formula, the same instructions as
 // bf16_words_int8, so the same bits) is built in registers as its 256 low bytes (4 registers)
-// and its 256 high bytes (4 registers); per 64 weights one byte permute (vpermb) puts the bytes
-// in the order the word interleave (vpunpck{l,h}bw, within 128-bit lanes) undoes, two masked
-// vpermi2b per half look up the low and the high bytes (bit 7 of the byte picks the table half),
-// and the two interleaves give the words of k0..k0+31 and k0+32..k0+63 in k order: the operands
-// of the two 32-k dot blocks of bf16_words_int8, so the summation order and the result are those
-// of the conversion path bit for bit. Per 64 weights: 1 vpermb, 1 vpmovb2m, 4 vpermi2b,
-// 2 vpunpck, 2 vdpbf16ps, instead of 4 vpmovsxbd, 4 vcvtdq2ps, 4 FMA, 2 vcvtne2ps2bf16,
+// and its 256 high bytes (4 registers); per 64 weights two masked vpermi2b per half look up the
+// low and the high bytes (bit 7 of the byte picks the table half), and the two interleaves give
+// the operands A and B of bf16_words_int8, so the summation order and the result are those of
+// the conversion path bit for bit. Per 64 weights: 1 vpmovb2m, 4 vpermi2b, 2 vpunpck,
+// 2 vdpbf16ps, instead of 1 vpermq, 4 vpmovsxbd, 4 vcvtdq2ps, 4 FMA, 2 vcvtne2ps2bf16,
 // 2 vdpbf16ps. Building a table costs ~50 instructions, so the lookup is used only when a group
 // spans at least kLutMinK k (per-channel scales: the whole column).
 #define QCONF_AVX512_VBMI                                                \
@@ -694,24 +697,16 @@ struct ByteValues {
 };
 constexpr ByteValues kByteValues;
 
-// The byte indices the table build and the lookup permute with, computed once at compile time:
-// even[i] = 2i and odd[i] = 2i + 1 (the low and the high byte of word i of a 64-word pair);
-// lookup[16q + j] = 8q + j, lookup[16q + 8 + j] = 32 + 8q + j (q < 4, j < 8): the order the
-// per-lane word interleave (vpunpck{l,h}bw) undoes.
+// The byte indices the table build permutes with, computed once at compile time: even[i] = 2i
+// and odd[i] = 2i + 1 (the low and the high byte of word i of a 64-word pair).
 struct LutIndices {
   alignas(64) uint8_t even[64];
   alignas(64) uint8_t odd[64];
-  alignas(64) uint8_t lookup[64];
-  constexpr LutIndices() : even(), odd(), lookup() {
+  constexpr LutIndices() : even(), odd() {
     for (int i = 0; i < 64; ++i) {
       even[i] = static_cast<uint8_t>(2 * i);
       odd[i] = static_cast<uint8_t>(2 * i + 1);
     }
-    for (int q = 0; q < 4; ++q)
-      for (int j = 0; j < 8; ++j) {
-        lookup[16 * q + j] = static_cast<uint8_t>(8 * q + j);
-        lookup[16 * q + 8 + j] = static_cast<uint8_t>(32 + 8 * q + j);
-      }
   }
 };
 constexpr LutIndices kLutIndices;
@@ -735,31 +730,28 @@ QCONF_AVX512_VBMI QCONF_INLINE void lut_build_kind(const VParam& p, __m512i (&lo
   }
 }
 
-// The int8 blocks [b0, b1) of one group on the dot path, CB columns (formulas kBf16Fma or
-// kBf16Mul, dot_ok), MB rows, accumulating into acc like tile_dot's int8 branch. NC columns at a
-// time (NC = 2 for one row: two independent vdpbf16ps chains; one column for several rows): the
-// two tables of a column take 8 of the 32 vector registers; the tables of four columns would not
-// fit, and reloading them from the stack cost as much as the conversion they replace.
+// The 64-k blocks [b0, b1) of one group on the dot path, CB columns (formulas kBf16Fma or
+// kBf16Mul, dot_ok), MB rows, accumulating into acc like tile_dot8. NC columns at a time (NC = 2
+// for one row: two independent vdpbf16ps chains; one column for several rows): the two tables
+// of a column take 8 of the 32 vector registers; the tables of four columns would not fit, and
+// reloading them from the stack cost as much as the conversion they replace.
 template <int CB, int MB>
 QCONF_AVX512_VBMI void int8_dot_lut(const int8_t* const (&col)[CB], const Param* p,
                                     const uint16_t* const* xw, int64_t b0, int64_t b1, int64_t pf,
-                                    __m512 (&acc)[MB * CB * 2]) {
+                                    __m512 (&acc)[MB * CB]) {
   constexpr int NC = MB == 1 && CB % 2 == 0 ? 2 : 1;
-  const __m512i vperm = _mm512_load_si512(kLutIndices.lookup);
   for (int c0 = 0; c0 < CB; c0 += NC) {
     __m512i lo[NC][4], hi[NC][4];
-    VParam vp[NC];
     __m512 a[MB][NC];
     for (int i = 0; i < NC; ++i) {
-      vp[i] = vparam(p[c0 + i]);
+      const VParam vp = vparam(p[c0 + i]);
       if (p[c0 + i].kind == kBf16Fma)
-        lut_build_kind<kBf16Fma>(vp[i], lo[i], hi[i]);
+        lut_build_kind<kBf16Fma>(vp, lo[i], hi[i]);
       else
-        lut_build_kind<kBf16Mul>(vp[i], lo[i], hi[i]);
-      for (int m = 0; m < MB; ++m) a[m][i] = acc[(m * CB + c0 + i) * 2];
+        lut_build_kind<kBf16Mul>(vp, lo[i], hi[i]);
+      for (int m = 0; m < MB; ++m) a[m][i] = acc[m * CB + c0 + i];
     }
-    int64_t b = b0;
-    for (; b + 2 <= b1; b += 2) {
+    for (int64_t b = b0; b < b1; ++b) {
       const int64_t k0 = b * kDotBlock8;
       __m512i x0[MB], x1[MB];
       for (int m = 0; m < MB; ++m) {
@@ -769,8 +761,7 @@ QCONF_AVX512_VBMI void int8_dot_lut(const int8_t* const (&col)[CB], const Param*
       for (int i = 0; i < NC; ++i) {
         const int8_t* cp = col[c0 + i];
         _mm_prefetch(reinterpret_cast<const char*>(cp + k0 + pf), _MM_HINT_T1);
-        const __m512i u = _mm512_permutexvar_epi8(
-            vperm, _mm512_loadu_si512(reinterpret_cast<const void*>(cp + k0)));
+        const __m512i u = _mm512_loadu_si512(reinterpret_cast<const void*>(cp + k0));
         const __mmask64 neg = _mm512_movepi8_mask(u);
         const __mmask64 pos = _knot_mask64(neg);
         __m512i l = _mm512_mask2_permutex2var_epi8(lo[i][0], u, pos, lo[i][1]);
@@ -786,19 +777,8 @@ QCONF_AVX512_VBMI void int8_dot_lut(const int8_t* const (&col)[CB], const Param*
         }
       }
     }
-    for (; b < b1; ++b) {  // an odd last 32-k block: the conversion path
-      const int64_t k0 = b * kDotBlock8;
-      for (int i = 0; i < NC; ++i) {
-        const int8_t* cp = col[c0 + i];
-        const __m512i wv = p[c0 + i].kind == kBf16Fma ? bf16_words_int8<kBf16Fma>(cp + k0, vp[i])
-                                                      : bf16_words_int8<kBf16Mul>(cp + k0, vp[i]);
-        for (int m = 0; m < MB; ++m)
-          a[m][i] = _mm512_dpbf16_ps(a[m][i], reinterpret_cast<__m512bh>(wv),
-                                     reinterpret_cast<__m512bh>(_mm512_loadu_si512(xw[m] + k0)));
-      }
-    }
     for (int i = 0; i < NC; ++i)
-      for (int m = 0; m < MB; ++m) acc[(m * CB + c0 + i) * 2] = a[m][i];
+      for (int m = 0; m < MB; ++m) acc[m * CB + c0 + i] = a[m][i];
   }
 }
 
@@ -822,23 +802,24 @@ QCONF_AVX512 void tile_dot8(const WqbmmWeights& w, int64_t n0, const uint16_t* c
                             float* out) {
   const WqbmmShape& s = w.shape;
   const int64_t bk = kDotBlock8;
-  const int64_t nb = (s.k + bk - 1) / bk;
+  const int64_t nb = w.kpad / bk;
   const int64_t bpg = s.mode == WqbmmScaleMode::kPerGroup ? s.group_size / bk : nb;
   const int64_t pf = prefetch_distance(w);
   prefetch_next_params<CB>(w.params_f32, s.groups, n0);
-  __m512 acc[MB * CB * 2];
-  for (int i = 0; i < MB * CB * 2; ++i) acc[i] = _mm512_setzero_ps();
+  __m512 acc[MB * CB];
+  for (int i = 0; i < MB * CB; ++i) acc[i] = _mm512_setzero_ps();
+  const int8_t* col[CB];
+  for (int c = 0; c < CB; ++c)
+    col[c] = reinterpret_cast<const int8_t*>(w.packed.data() + (n0 + c) * w.kpad);
   for (int64_t g = 0, b0 = 0; b0 < nb; ++g, b0 += bpg) {
     const int64_t b1 = std::min(nb, b0 + bpg);
     Param p[CB];
     VParam vp[CB];
-    const int8_t* col[CB];
     bool all_fma = true;
     for (int c = 0; c < CB; ++c) {
       p[c] = param_of(w, n0 + c, g);
       vp[c] = vparam(p[c]);
       all_fma = all_fma && p[c].kind == kBf16Fma;
-      col[c] = reinterpret_cast<const int8_t*>(w.packed.data() + (n0 + c) * w.kpad);
     }
     if ((b1 - b0) * bk >= kLutMinK && use_lut()) {
       int8_dot_lut<CB, MB>(col, p, xw, b0, b1, pf, acc);
@@ -846,19 +827,29 @@ QCONF_AVX512 void tile_dot8(const WqbmmWeights& w, int64_t n0, const uint16_t* c
     }
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t k0 = b * bk;
-      __m512i wv[CB][2];
+      __m512i wa[CB], wb[CB];
       for (int c = 0; c < CB; ++c) {
         _mm_prefetch(reinterpret_cast<const char*>(col[c] + k0 + pf), _MM_HINT_T0);
-        wv[c][0] = all_fma || p[c].kind == kBf16Fma ? bf16_words_int8<kBf16Fma>(col[c] + k0, vp[c])
-                                                    : bf16_words_int8<kBf16Mul>(col[c] + k0, vp[c]);
-        wv[c][1] = wv[c][0];
+        if (all_fma || p[c].kind == kBf16Fma)
+          bf16_words_int8<kBf16Fma>(col[c] + k0, vp[c], &wa[c], &wb[c]);
+        else
+          bf16_words_int8<kBf16Mul>(col[c] + k0, vp[c], &wa[c], &wb[c]);
       }
-      dot_block<CB, MB>(wv, xw, k0, false, acc);
+      for (int m = 0; m < MB; ++m) {
+        const __m512i x0 = _mm512_loadu_si512(xw[m] + k0);
+        const __m512i x1 = _mm512_loadu_si512(xw[m] + k0 + 32);
+        for (int c = 0; c < CB; ++c) {
+          __m512& a = acc[m * CB + c];
+          a = _mm512_dpbf16_ps(a, reinterpret_cast<__m512bh>(wa[c]),
+                               reinterpret_cast<__m512bh>(x0));
+          a = _mm512_dpbf16_ps(a, reinterpret_cast<__m512bh>(wb[c]),
+                               reinterpret_cast<__m512bh>(x1));
+        }
+      }
     }
   }
   for (int m = 0; m < MB; ++m)
-    for (int c = 0; c < CB; ++c)
-      out[m * CB + c] = reduce_v(acc[(m * CB + c) * 2], acc[(m * CB + c) * 2 + 1]);
+    for (int c = 0; c < CB; ++c) out[m * CB + c] = reduce_v(acc[m * CB + c], _mm512_setzero_ps());
 }
 
 // ---- int4 weights on the dot path ---------------------------------------------------------------
@@ -1007,27 +998,32 @@ float reduce_portable(const float* a0, const float* a1) {
   return t[0] + t[1];
 }
 
-// int8: 32-k blocks, one accumulator (see "the bf16 dot-product path").
+// int8: 64-k blocks of two operands, one accumulator (see "int8 weights on the dot path").
 void column_portable_dot8(const WqbmmWeights& w, int64_t n, const uint16_t* const* xw,
                           int64_t mrows, float* out) {
   const WqbmmShape& s = w.shape;
-  const int64_t nb = (s.k + kDotBlock8 - 1) / kDotBlock8;
+  const int64_t nb = w.kpad / kDotBlock8;
   const auto* col = reinterpret_cast<const int8_t*>(w.packed.data() + n * w.kpad);
   std::vector<float> acc(static_cast<size_t>(mrows * 16), 0.0f);
   Param p;
   int64_t group = -1;
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t k0 = b * kDotBlock8;
-    if (s.group_of(k0) != group) {
-      group = s.group_of(k0);
+    const int64_t g = std::min(s.groups - 1, s.group_of(k0));
+    if (g != group) {
+      group = g;
       p = param_of(w, n, group);
     }
-    float wv[32];
-    for (int i = 0; i < 32; ++i) wv[i] = aq_kind(w, col[k0 + i], p);
+    // wv[h][i]: word i of operand h (A: k0 + 16 (i / 8) + i % 8; B: 8 more).
+    float wv[2][32];
+    for (int h = 0; h < 2; ++h)
+      for (int i = 0; i < 32; ++i) wv[h][i] = aq_kind(w, col[k0 + 8 * h + 16 * (i / 8) + i % 8], p);
     for (int64_t m = 0; m < mrows; ++m)
-      for (int j = 0; j < 16; ++j)
-        dot_pair(acc[static_cast<size_t>(m * 16 + j)], wv[2 * j], bh2f(xw[m][k0 + 2 * j]),
-                 wv[2 * j + 1], bh2f(xw[m][k0 + 2 * j + 1]));
+      for (int h = 0; h < 2; ++h)
+        for (int j = 0; j < 16; ++j)
+          dot_pair(acc[static_cast<size_t>(m * 16 + j)], wv[h][2 * j],
+                   bh2f(xw[m][k0 + 32 * h + 2 * j]), wv[h][2 * j + 1],
+                   bh2f(xw[m][k0 + 32 * h + 2 * j + 1]));
   }
   const float zero[16] = {};
   for (int64_t m = 0; m < mrows; ++m)
@@ -1147,7 +1143,7 @@ WqbmmWeights wqbmm_prepare_weights(const WqbmmArgs& a, const WqbmmConfig& cfg) {
   w.antiquant = cfg.antiquant;
   w.has_offset = a.antiquant_offset != nullptr;
   const WqbmmShape& s = w.shape;
-  const int64_t kalign = s.int4 ? kDotBlock4 : kBlock;  // int4 dot superblocks hold 128 k
+  const int64_t kalign = s.int4 ? kDotBlock4 : kDotBlock8;  // the dot path's blocks
   w.kpad = (s.k + kalign - 1) / kalign * kalign;
   const int64_t npad = (s.n + kQuad - 1) / kQuad * kQuad;
   const int64_t col_bytes = s.int4 ? w.kpad / 2 : w.kpad;
@@ -1235,7 +1231,11 @@ void wqbmm_gemm_acc(const WqbmmWeights& w, const uint16_t* x, int64_t mrows, con
       const uint16_t* src = x + m * s.k;
       uint16_t* dst = xw.data() + m * w.kpad;
       if (!s.int4) {
-        std::memcpy(dst, src, static_cast<size_t>(s.k) * 2);
+        // int8: per 64-k block, position k0 + 32h + i holds x[k0 + 8h + 16 (i / 8) + i % 8].
+        for (int64_t k = 0; k < s.k; ++k) {
+          const int64_t r = k % kDotBlock8, h = (r / 8) % 2;
+          dst[k - r + 32 * h + 8 * (r / 16) + r % 8] = src[k];
+        }
         continue;
       }
       // int4: per 128-k superblock, position k0 + 32t + i holds x[k0 + 4i + t] (whole

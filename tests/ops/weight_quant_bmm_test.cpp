@@ -682,51 +682,56 @@ TEST(WeightQuantBmm, SubnormalActivationsTakeTheExactPathNotTheFlushingDotProduc
 TEST(WeightQuantBmm, VbmiLookupGivesTheConvertedWeightsOfEveryByteBitForBit) {
   // The int8 bf16 dot path looks the weights up in a 256-word table per column when the CPU has
   // AVX-512 VBMI and a group spans >= 512 k. Every column here holds every byte value (K = 608
-  // > 256, w[k, n] = int8(37 k + n)), K is an odd number of 32-k blocks (the last block takes the
-  // conversion path), and both formulas are used: the plain product (no offset) and the fused
-  // offset. x = I: acc = W exactly, compared with the reference; x random, M = 1 (the 4-column
-  // tile) and M = 3, 5: the lookup, the conversion and the portable kernel give the same bits.
-  // (Without VBMI both optimized runs take the conversion path.)
+  // > 256, w[k, n] = int8(37 k + n)), K is not a multiple of the 64-k block (the last block is
+  // half padding), and both formulas are used: the plain product (no offset) and the fused
+  // offset. Per channel (one group: the lookup throughout) and groups of 512 (the lookup for the
+  // first group, the conversion for the 96 k of the second, in the same column). x = I: acc = W
+  // exactly, compared with the reference; x random, M = 1 (the 4-column tile) and M = 3, 5: the
+  // lookup, the conversion and the portable kernel give the same bits. (Without VBMI both
+  // optimized runs take the conversion path.)
   const int64_t k = 608, n = 12;
-  for (bool offset : {false, true}) {
-    TensorMap in =
-        make_inputs({DType::kBF16, 1, k, n, false, 0, offset, false, false}, "wqbmm_vbmi_lut");
-    for (int64_t kk = 0; kk < k; ++kk)
-      for (int64_t c = 0; c < n; ++c)
-        in.at("weight").data<int8_t>()[kk * n + c] = static_cast<int8_t>((37 * kk + c) & 0xFF);
-    const WqbmmConfig cfg{};
-    const opt::WqbmmWeights w = opt::wqbmm_prepare_weights(args_of(in), cfg);
-    ASSERT_TRUE(w.dot_ok) << "the case must take the bf16 dot path";
-    // x = I.
-    Tensor eye(DType::kBF16, {k, k});
-    for (int64_t i = 0; i < k; ++i) eye.data<uint16_t>()[i * k + i] = 0x3F80;
-    const WqbmmStages r = ref::npu_weight_quant_batchmatmul(args_of(in), cfg);
-    for (bool lut_off : {false, true}) {
-      opt::wqbmm_disable_vbmi_lookup(lut_off);
-      std::vector<float> acc(static_cast<size_t>(k * n));
-      opt::wqbmm_gemm_acc(w, eye.data<uint16_t>(), k, nullptr, acc.data());
-      opt::wqbmm_disable_vbmi_lookup(false);
-      for (int64_t i = 0; i < k * n; ++i)
-        ASSERT_EQ(acc[static_cast<size_t>(i)], value(DType::kBF16, r.antiquant_weight.bits_at(i)))
-            << (offset ? "offset" : "no offset") << (lut_off ? " conversion" : " lookup") << " k "
-            << i / n << " column " << i % n;
+  for (int64_t group : {int64_t{0}, int64_t{512}})
+    for (bool offset : {false, true}) {
+      TensorMap in = make_inputs({DType::kBF16, 1, k, n, false, group, offset, false, false},
+                                 "wqbmm_vbmi_lut");
+      for (int64_t kk = 0; kk < k; ++kk)
+        for (int64_t c = 0; c < n; ++c)
+          in.at("weight").data<int8_t>()[kk * n + c] = static_cast<int8_t>((37 * kk + c) & 0xFF);
+      const WqbmmConfig cfg{group};
+      const opt::WqbmmWeights w = opt::wqbmm_prepare_weights(args_of(in), cfg);
+      ASSERT_TRUE(w.dot_ok) << "the case must take the bf16 dot path";
+      // x = I.
+      Tensor eye(DType::kBF16, {k, k});
+      for (int64_t i = 0; i < k; ++i) eye.data<uint16_t>()[i * k + i] = 0x3F80;
+      const WqbmmStages r = ref::npu_weight_quant_batchmatmul(args_of(in), cfg);
+      for (bool lut_off : {false, true}) {
+        opt::wqbmm_disable_vbmi_lookup(lut_off);
+        std::vector<float> acc(static_cast<size_t>(k * n));
+        opt::wqbmm_gemm_acc(w, eye.data<uint16_t>(), k, nullptr, acc.data());
+        opt::wqbmm_disable_vbmi_lookup(false);
+        for (int64_t i = 0; i < k * n; ++i)
+          ASSERT_EQ(acc[static_cast<size_t>(i)], value(DType::kBF16, r.antiquant_weight.bits_at(i)))
+              << "group " << group << (offset ? " offset" : " no offset")
+              << (lut_off ? " conversion" : " lookup") << " k " << i / n << " column " << i % n;
+      }
+      // Random x (m = 1: the 4-column tile; 3, 5: the 2-, 4- and 1-row column tiles).
+      for (int64_t m : {1, 3, 5}) {
+        const Tensor x = gen::float_tensor(DType::kBF16, {m, k}, gen::FloatDist::normal(0),
+                                           rng::seed_from_string("wqbmm_vbmi_lut_x"), m);
+        std::vector<float> lut(static_cast<size_t>(m * n)), conv(lut.size()), port(lut.size());
+        opt::wqbmm_gemm_acc(w, x.data<uint16_t>(), m, nullptr, lut.data());
+        opt::wqbmm_disable_vbmi_lookup(true);
+        opt::wqbmm_gemm_acc(w, x.data<uint16_t>(), m, nullptr, conv.data());
+        opt::wqbmm_disable_vbmi_lookup(false);
+        opt::wqbmm_force_portable_kernel(true);
+        opt::wqbmm_gemm_acc(w, x.data<uint16_t>(), m, nullptr, port.data());
+        opt::wqbmm_force_portable_kernel(false);
+        EXPECT_EQ(std::memcmp(lut.data(), conv.data(), lut.size() * 4), 0)
+            << "group " << group << " offset " << offset << " m " << m;
+        EXPECT_EQ(std::memcmp(lut.data(), port.data(), lut.size() * 4), 0)
+            << "group " << group << " offset " << offset << " m " << m;
+      }
     }
-    // Random x (m = 1: the 4-column tile; 3, 5: the 2-, 4- and 1-row column tiles).
-    for (int64_t m : {1, 3, 5}) {
-      const Tensor x = gen::float_tensor(DType::kBF16, {m, k}, gen::FloatDist::normal(0),
-                                         rng::seed_from_string("wqbmm_vbmi_lut_x"), m);
-      std::vector<float> lut(static_cast<size_t>(m * n)), conv(lut.size()), port(lut.size());
-      opt::wqbmm_gemm_acc(w, x.data<uint16_t>(), m, nullptr, lut.data());
-      opt::wqbmm_disable_vbmi_lookup(true);
-      opt::wqbmm_gemm_acc(w, x.data<uint16_t>(), m, nullptr, conv.data());
-      opt::wqbmm_disable_vbmi_lookup(false);
-      opt::wqbmm_force_portable_kernel(true);
-      opt::wqbmm_gemm_acc(w, x.data<uint16_t>(), m, nullptr, port.data());
-      opt::wqbmm_force_portable_kernel(false);
-      EXPECT_EQ(std::memcmp(lut.data(), conv.data(), lut.size() * 4), 0) << offset << " m " << m;
-      EXPECT_EQ(std::memcmp(lut.data(), port.data(), lut.size() * 4), 0) << offset << " m " << m;
-    }
-  }
 }
 
 TEST(WeightQuantBmm, Int4DotPathGivesTheReferenceWeightsAndThePortableOrderForEveryGroupSplit) {

@@ -128,14 +128,14 @@ WqbmmStages npu_weight_quant_batchmatmul(const WqbmmArgs& a, const WqbmmConfig& 
 
 // The fused GEMV/GEMM on weights prepared once (as an inference engine prepares them at load
 // time): columns stored k-contiguous (int8: K bytes per column; int4: K/2 bytes, the even k in
-// the low nibble), padded to a multiple of 32 rows, with the raw scale/offset bits per
+// the low nibble), padded to a multiple of 64 rows (int4: 128), with the raw scale/offset bits per
 // (column, group). The antiquant is computed on the fly inside the GEMV (int4: a 16-entry
 // table per column and group; int8: per element), never materialized.
 struct WqbmmWeights {
   WqbmmShape shape;
   WqbmmAntiquant antiquant = WqbmmAntiquant::kXDtype;
   bool has_offset = false;
-  int64_t kpad = 0;  // K rounded up to a multiple of 32 (int4: of 128)
+  int64_t kpad = 0;  // K rounded up to a multiple of 64 (int4: of 128)
   // N * kpad (int8) or N * kpad / 2 (int4) bytes (huge-page backed when large, as streamed)
   std::vector<uint8_t, LargeBufferAllocator<uint8_t>> packed;
   std::vector<uint16_t> params;   // [N][groups][2]: scale bits, offset bits (0 if none)
