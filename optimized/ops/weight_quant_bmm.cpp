@@ -93,7 +93,11 @@ constexpr int64_t kDotPair = 2;
 // median of 200 (2026-11-22, load ~10): prefetcht0 1340-1545 / 1781-1814 us, prefetcht1
 // 889-932 / 1049-1059 us. Distances of 1, 2, 4, 8, 16 tiles (prefetcht1): 1-4 within the noise
 // of each other (median ~1000-1100 us), 8 and 16 ~5-10% slower, none (0) ~2x slower.
-constexpr int64_t kPrefetchTiles = 4;
+// Session 6 (2026-11-22, the dot paths after the 64-k / 128-k block changes, K = N = 4096 from
+// DRAM, same-process alternating rounds, medians of 12-16): one tile ahead against four, W8A16
+// +9.6% on 2 threads and +1.8% on 1, W4A16 +5-8% on 2 threads and +1% on 1; 2 tiles were in
+// between, 8 and 16 slower (-3%, -11%), none 41% slower.
+constexpr int64_t kPrefetchTiles = 1;
 int64_t prefetch_distance(const WqbmmWeights& w) {
   return kPrefetchTiles * kQuad * (w.shape.int4 ? w.kpad / 2 : w.kpad);
 }
