@@ -873,19 +873,26 @@ QCONF_AVX512 void tile_dot8(const WqbmmWeights& w, int64_t n0, const uint16_t* c
 // Measured (same-process A/B of the two builds, K = N = 4096, group 128, one Zen 4 thread,
 // weights from DRAM, 2026-11-22 session 6): the superblocks +3-7% over 64-k blocks; tables by
 // one FMA from (scale, offset * scale) with one loop over superblocks +11%; the tables built one
-// group ahead +12% (21.3 -> 24.0 GB/s). With no table build at all the loop would run another
-// ~20% faster: a table costs 3 instructions, but its load -> FMA -> conversion -> vpermw latency
-// stalls the lookups when it is built just before them. Built two groups ahead, or two columns
-// sharing one conversion, was slower (-3%, -5%).
+// group ahead +12% (21.3 -> 24.0 GB/s), then the values two groups ahead and the conversion one
+// ahead +4%. With no table build at all the loop would run another ~15% faster: a table costs
+// 3 instructions, but its load -> FMA -> conversion -> vpermw latency stalls the lookups when it
+// is built just before them. The whole table built two groups ahead, or two columns sharing one
+// conversion, was slower (-3%, -5%).
 
 // The 32 words T[0..15] twice of one column and group, from its pair p of
 // WqbmmWeights::table_params (scale, offset * scale: one FMA gives the reference's fp32 values,
 // see wqbmm_prepare_weights). The values before the bf16 rounding are never subnormal
 // (dot_ok), so vcvtne2ps2bf16 rounds them like the reference.
-QCONF_AVX512 QCONF_INLINE __m512i int4_table_words(const float* p) {
+// Two steps: the fp32 values of the 16 codes (one FMA), then the words.
+QCONF_AVX512 QCONF_INLINE __m512 int4_table_values(const float* p) {
   const __m512 v = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1);
-  const __m512 r = _mm512_fmadd_ps(v, _mm512_set1_ps(p[0]), _mm512_set1_ps(p[1]));
+  return _mm512_fmadd_ps(v, _mm512_set1_ps(p[0]), _mm512_set1_ps(p[1]));
+}
+QCONF_AVX512 QCONF_INLINE __m512i int4_table_words(__m512 r) {
   return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(r, r));
+}
+QCONF_AVX512 QCONF_INLINE __m512i int4_table_words(const float* p) {
+  return int4_table_words(int4_table_values(p));
 }
 
 // One 128-k superblock of CB columns and MB rows (see above).
@@ -940,16 +947,22 @@ QCONF_AVX512 void tile_dot4(const WqbmmWeights& w, int64_t n0, const uint16_t* c
     // each group's first superblock.
     const int64_t bpg = s.mode == WqbmmScaleMode::kPerGroup ? s.group_size / bk : nb;
     const int64_t last_g = (nb + bpg - 1) / bpg - 1;
-    __m512i next[CB];
-    for (int c = 0; c < CB; ++c) next[c] = int4_table_words(par[c]);
+    // A software pipeline over groups: while group g is looked up, the words of group g + 1
+    // are converted and the values of group g + 2 computed, so that the table's load -> FMA ->
+    // conversion latency overlaps lookups instead of stalling them.
+    __m512i next[CB];   // the words of group g + 1
+    __m512 values[CB];  // the values of group g + 2
+    for (int c = 0; c < CB; ++c) {
+      next[c] = int4_table_words(par[c]);
+      values[c] = int4_table_values(par[c] + 2 * std::min<int64_t>(1, last_g));
+    }
     for (int64_t b = 0, left = 0, g = 0; b < nb; ++b, --left) {
       if (left == 0) {
-        // The tables of the next group are built one group ahead (their load, FMA and
-        // conversion latency then overlaps this group's lookups instead of stalling them).
-        const int64_t gn = std::min(g + 1, last_g);
+        const int64_t g2 = std::min(g + 2, last_g);
         for (int c = 0; c < CB; ++c) {
           tab[c] = next[c];
-          next[c] = int4_table_words(par[c] + 2 * gn);
+          next[c] = int4_table_words(values[c]);
+          values[c] = int4_table_values(par[c] + 2 * g2);
         }
         ++g;
         left = bpg;
