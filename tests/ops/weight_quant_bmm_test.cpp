@@ -679,6 +679,20 @@ TEST(WeightQuantBmm, SubnormalActivationsTakeTheExactPathNotTheFlushingDotProduc
     }
 }
 
+// x = I (K x K, bf16) through the prepared weights: acc[k, n] must be the reference's
+// antiquantized W[k, n] exactly (every other product is a zero).
+void ExpectIdentityRowsGiveTheReferenceWeights(const opt::WqbmmWeights& w, const WqbmmStages& r,
+                                               const std::string& what) {
+  const int64_t k = w.shape.k, n = w.shape.n;
+  Tensor eye(DType::kBF16, {k, k});
+  for (int64_t i = 0; i < k; ++i) eye.data<uint16_t>()[i * k + i] = 0x3F80;
+  std::vector<float> acc(static_cast<size_t>(k * n));
+  opt::wqbmm_gemm_acc(w, eye.data<uint16_t>(), k, nullptr, acc.data());
+  for (int64_t i = 0; i < k * n; ++i)
+    ASSERT_EQ(acc[static_cast<size_t>(i)], value(DType::kBF16, r.antiquant_weight.bits_at(i)))
+        << what << ", k " << i / n << " column " << i % n;
+}
+
 TEST(WeightQuantBmm, VbmiLookupGivesTheConvertedWeightsOfEveryByteBitForBit) {
   // The int8 bf16 dot path looks the weights up in a 256-word table per column when the CPU has
   // AVX-512 VBMI and a group spans >= 512 k. Every column here holds every byte value (K = 608
@@ -700,19 +714,14 @@ TEST(WeightQuantBmm, VbmiLookupGivesTheConvertedWeightsOfEveryByteBitForBit) {
       const WqbmmConfig cfg{group};
       const opt::WqbmmWeights w = opt::wqbmm_prepare_weights(args_of(in), cfg);
       ASSERT_TRUE(w.dot_ok) << "the case must take the bf16 dot path";
-      // x = I.
-      Tensor eye(DType::kBF16, {k, k});
-      for (int64_t i = 0; i < k; ++i) eye.data<uint16_t>()[i * k + i] = 0x3F80;
       const WqbmmStages r = ref::npu_weight_quant_batchmatmul(args_of(in), cfg);
       for (bool lut_off : {false, true}) {
         opt::wqbmm_disable_vbmi_lookup(lut_off);
-        std::vector<float> acc(static_cast<size_t>(k * n));
-        opt::wqbmm_gemm_acc(w, eye.data<uint16_t>(), k, nullptr, acc.data());
+        ExpectIdentityRowsGiveTheReferenceWeights(w, r,
+                                                  "group " + std::to_string(group) +
+                                                      (offset ? " offset" : " no offset") +
+                                                      (lut_off ? " conversion" : " lookup"));
         opt::wqbmm_disable_vbmi_lookup(false);
-        for (int64_t i = 0; i < k * n; ++i)
-          ASSERT_EQ(acc[static_cast<size_t>(i)], value(DType::kBF16, r.antiquant_weight.bits_at(i)))
-              << "group " << group << (offset ? " offset" : " no offset")
-              << (lut_off ? " conversion" : " lookup") << " k " << i / n << " column " << i % n;
       }
       // Random x (m = 1: the 4-column tile; 3, 5: the 2-, 4- and 1-row column tiles).
       for (int64_t m : {1, 3, 5}) {
@@ -753,19 +762,12 @@ TEST(WeightQuantBmm, Int4DotPathGivesTheReferenceWeightsAndThePortableOrderForEv
         const WqbmmConfig cfg{group};
         const opt::WqbmmWeights w = opt::wqbmm_prepare_weights(args_of(in), cfg);
         ASSERT_TRUE(w.dot_ok) << name << ": the case must take the bf16 dot path";
-        Tensor eye(DType::kBF16, {k, k});
-        for (int64_t i = 0; i < k; ++i) eye.data<uint16_t>()[i * k + i] = 0x3F80;
         const WqbmmStages r = ref::npu_weight_quant_batchmatmul(args_of(in), cfg);
         for (bool portable : {false, true}) {
           opt::wqbmm_force_portable_kernel(portable);
-          std::vector<float> acc(static_cast<size_t>(k * n));
-          opt::wqbmm_gemm_acc(w, eye.data<uint16_t>(), k, nullptr, acc.data());
+          ExpectIdentityRowsGiveTheReferenceWeights(w, r,
+                                                    name + (portable ? " portable" : " avx512"));
           opt::wqbmm_force_portable_kernel(false);
-          for (int64_t i = 0; i < k * n; ++i)
-            ASSERT_EQ(acc[static_cast<size_t>(i)],
-                      value(DType::kBF16, r.antiquant_weight.bits_at(i)))
-                << name << (portable ? " portable" : " avx512") << ", k " << i / n << " column "
-                << i % n;
         }
         for (int64_t m : {1, 3, 6}) {
           const Tensor x = gen::float_tensor(DType::kBF16, {m, k}, gen::FloatDist::normal(0),
