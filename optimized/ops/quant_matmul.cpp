@@ -88,11 +88,12 @@ int32_t offset_int9(uint32_t bits) {
 
 // The scale and offset each column sees: quant_matmul_column_params (reference/ops/
 // quant_matmul.cpp) with bit operations in place of its exact conversions (that function is the
-// specification; it converts bf16 through qconf::num and costs ~1 us per column).
-Columns prepare_columns(const QuantMatmulPlan& p, const Tensor& scale, const Tensor* offset,
-                        const Tensor* bias) {
+// specification; it converts bf16 through qconf::num and costs ~1 us per column). Fills `c`,
+// reusing its vectors' capacity (the fused linear keeps one per calling thread: no allocation
+// per call).
+void prepare_columns(const QuantMatmulPlan& p, const Tensor& scale, const Tensor* offset,
+                     const Tensor* bias, Columns& c) {
   const int64_t npad = (p.n + kGemmS8Nr - 1) / kGemmS8Nr * kGemmS8Nr;
-  Columns c;
   c.scale.assign(static_cast<size_t>(npad), 0.0f);
   c.offset9.assign(static_cast<size_t>(npad), 0);
   if (p.path != QuantMatmulPath::kInt32Out) {
@@ -131,6 +132,8 @@ Columns prepare_columns(const QuantMatmulPlan& p, const Tensor& scale, const Ten
       }
     }
   }
+  c.bias_i32.clear();
+  c.bias_f32.clear();
   if (p.bias_int32) {
     c.bias_i32.assign(static_cast<size_t>(npad), 0);
     std::memcpy(c.bias_i32.data(), bias->data<int32_t>(), static_cast<size_t>(p.n) * 4);
@@ -146,7 +149,6 @@ Columns prepare_columns(const QuantMatmulPlan& p, const Tensor& scale, const Ten
     else
       bf16_to_f32(bias->data<uint16_t>(), dst, n);
   }
-  return c;
 }
 
 // ---- scalar epilogue (the fixpipe `exact` reading, and CPUs without AVX-512) -----------------
@@ -500,7 +502,8 @@ QuantMatmulStages run(const QuantMatmulPlan& p, const QuantMatmulConfig& cfg, co
                       bool intermediates, const GemmS8Options& opt) {
   QuantMatmulStages st = allocate_stages(p, cfg, intermediates);
   if (st.out.numel() == 0) return st;
-  const Columns cols = prepare_columns(p, scale, offset, bias);
+  Columns cols;
+  prepare_columns(p, scale, offset, bias, cols);
   Epilogue e = make_epilogue(p, cfg, cols, pertoken, st, opt.force_scalar);
   if (!p.x2_batched) {
     // One weight for every batch: all of x1's rows form one GEMM.
@@ -568,6 +571,7 @@ namespace {
 struct LinearWorkspace {
   PackedActivationsS8 a;
   Tensor pertoken;  // float32 [rows]
+  Columns cols;     // the per-column scale (and bias), refilled each call
 };
 
 void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
@@ -635,8 +639,8 @@ void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
   gopt.prologue = &pro;
   QuantMatmulStages st;
   st.out = std::move(y);  // x.shape[:-1] + [N]: the same elements as [rows, N]
-  const Columns cols = prepare_columns(p, weight_scale, nullptr, bias);
-  Epilogue e = make_epilogue(p, cfg, cols, &ws.pertoken, st, opt.force_scalar);
+  prepare_columns(p, weight_scale, nullptr, bias, ws.cols);
+  Epilogue e = make_epilogue(p, cfg, ws.cols, &ws.pertoken, st, opt.force_scalar);
   e.rows_end = rows;
   try {
     gemm_s8(a, w, epilogue_tile, &e, gopt);
@@ -681,7 +685,8 @@ void w8a8_dynamic_linear(const Tensor& x, const PackedWeightsS8& w, const Tensor
                                               weight_scale, nullptr, &pertoken, bias, cfg);
   QuantMatmulStages st;
   st.out = std::move(y);  // x.shape[:-1] + [N]: the same elements as [rows, N]
-  const Columns cols = prepare_columns(p, weight_scale, nullptr, bias);
+  Columns cols;
+  prepare_columns(p, weight_scale, nullptr, bias, cols);
   Epilogue e = make_epilogue(p, cfg, cols, &pertoken, st, opt.force_scalar);
   PackedActivationsS8 a;
   a.pack_s8(q.y.data<int8_t>(), rows, w.k(), w.k(), w.k_padded(), opt.threads);

@@ -682,12 +682,15 @@ TEST(QuantMatmul, GoldenFixtureStaysUnder200KB) {
 // ---- W8A8_DYNAMIC linear ----------------------------------------------------------------------
 
 TEST(W8A8DynamicLinear, EqualsDynamicQuantThenQuantMatmulOfTheReference) {
-  // The sizes go up and down (the fused path reuses its packed-activation buffer from call to
-  // call: stale rows of a larger earlier call must not leak into a smaller one), and k = 42 is
-  // not a multiple of 4 (padded k-quad).
+  // The sizes go up and down and every other case has no bias (the fused path reuses its
+  // packed-activation buffer and its per-column scale and bias buffers from call to call: stale
+  // rows, columns or a bias of an earlier call must not leak into the next), and k = 42 is not
+  // a multiple of 4 (padded k-quad).
+  int index = 0;
   for (DType dt : {DType::kBF16, DType::kF16})
     for (const Dims& d : {Dims{1, 64, 16}, Dims{9, 136, 72}, Dims{17, 40, 200}, Dims{13, 42, 70},
                           Dims{3, 42, 70}, Dims{20, 136, 72}, Dims{197, 20, 70}}) {
+      const bool with_bias = index++ % 2 == 0;
       const std::string name = "lin_" + std::to_string(d.m) + std::string(dtype_name(dt));
       const Tensor x = gen::float_tensor(dt, {d.m, d.k}, gen::FloatDist::normal(1), seed(name), 0);
       const Tensor w = rand_i8({d.k, d.n}, name, 1);
@@ -699,16 +702,18 @@ TEST(W8A8DynamicLinear, EqualsDynamicQuantThenQuantMatmulOfTheReference) {
       const DynQuantStages q = ref::npu_dynamic_quant(x, nullptr, nullptr, DynQuantConfig{});
       QuantMatmulConfig cfg;
       cfg.output_dtype = dt;
-      const Tensor want = ref::npu_quant_matmul(q.y, w, ws, nullptr, &q.scale, &bias, cfg).out;
+      const Tensor* b = with_bias ? &bias : nullptr;
+      const Tensor want = ref::npu_quant_matmul(q.y, w, ws, nullptr, &q.scale, b, cfg).out;
       const opt::PackedWeightsS8 pw = opt::PackedWeightsS8::pack(w);
       for (int threads : {1, 2, 3})
         for (bool scalar : {false, true}) {
           opt::GemmS8Options o;
           o.threads = threads;
           o.force_scalar = scalar;
-          EXPECT_TRUE(same(want, opt::w8a8_dynamic_linear(x, pw, ws, &bias, o))) << name;
+          EXPECT_TRUE(same(want, opt::w8a8_dynamic_linear(x, pw, ws, b, o)))
+              << name << (with_bias ? " bias" : " no bias");
         }
-      EXPECT_TRUE(same(want, opt::w8a8_dynamic_linear(x, pw, ws, &bias)));
+      EXPECT_TRUE(same(want, opt::w8a8_dynamic_linear(x, pw, ws, b)));
     }
 }
 
