@@ -653,12 +653,9 @@ constexpr int64_t kDotBlock8 = 64, kDotBlock4 = 128;
 // The operands A and B of one 64-k block by conversion (vpmovsxbd, vcvtdq2ps, the formula kKind,
 // vcvtne2ps2bf16): one qword permute puts the bytes of A's words in 128-bit lanes 0-1 and B's in
 // lanes 2-3.
-template <int kKind>
-QCONF_AVX512 QCONF_INLINE __m512 lane_values(__m512i bytes, int lane, const VParam& p) {
-  const __m128i q = lane == 0   ? _mm512_castsi512_si128(bytes)
-                    : lane == 1 ? _mm512_extracti32x4_epi32(bytes, 1)
-                    : lane == 2 ? _mm512_extracti32x4_epi32(bytes, 2)
-                                : _mm512_extracti32x4_epi32(bytes, 3);
+template <int kKind, int kLane>
+QCONF_AVX512 QCONF_INLINE __m512 lane_values(__m512i bytes, const VParam& p) {
+  const __m128i q = _mm512_extracti32x4_epi32(bytes, kLane);
   return pre_round_v<kKind>(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), p);
 }
 template <int kKind>
@@ -667,9 +664,9 @@ QCONF_AVX512 QCONF_INLINE void bf16_words_int8(const int8_t* col, const VParam& 
   const __m512i bytes =
       _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_loadu_si512(col));
   *a = reinterpret_cast<__m512i>(
-      _mm512_cvtne2ps_pbh(lane_values<kKind>(bytes, 1, p), lane_values<kKind>(bytes, 0, p)));
+      _mm512_cvtne2ps_pbh(lane_values<kKind, 1>(bytes, p), lane_values<kKind, 0>(bytes, p)));
   *b = reinterpret_cast<__m512i>(
-      _mm512_cvtne2ps_pbh(lane_values<kKind>(bytes, 3, p), lane_values<kKind>(bytes, 2, p)));
+      _mm512_cvtne2ps_pbh(lane_values<kKind, 3>(bytes, p), lane_values<kKind, 2>(bytes, p)));
 }
 
 // ---- int8 weights by table lookup (AVX-512 VBMI) ------------------------------------------------
@@ -970,23 +967,25 @@ QCONF_AVX512 void tile_dot4(const WqbmmWeights& w, int64_t n0, const uint16_t* c
       dot4_block<CB, MB, false>(col, tab, tab, xw, b * bk, pf, acc);
     }
   } else {
-    // Two tables per superblock (the groups of k0 and of k0 + 64), also built one ahead.
+    // Two tables per superblock (the groups of k0 and of k0 + 64), built one superblock ahead.
+    const auto group_at = [&](int64_t k) { return std::min(s.groups - 1, k / s.group_size); };
     __m512i next[CB], next_hi[CB];
-    for (int64_t b = 0; b <= nb; ++b) {
-      if (b > 0) {
-        for (int c = 0; c < CB; ++c) {
-          tab[c] = next[c];
-          tab_hi[c] = next_hi[c];
-        }
-      }
-      const int64_t k0 = std::min(b, nb - 1) * bk;
-      const int64_t g0 = k0 / s.group_size;
-      const int64_t g1 = std::min(s.groups - 1, (k0 + bk / 2) / s.group_size);
+    for (int c = 0; c < CB; ++c) {
+      next[c] = int4_table_words(par[c] + 2 * group_at(0));
+      next_hi[c] = int4_table_words(par[c] + 2 * group_at(bk / 2));
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t kn = std::min(b + 1, nb - 1) * bk;  // the next superblock's first k
+      const int64_t lo = 2 * group_at(kn), hi = 2 * group_at(kn + bk / 2);
       for (int c = 0; c < CB; ++c) {
-        next[c] = int4_table_words(par[c] + 2 * g0);
-        next_hi[c] = int4_table_words(par[c] + 2 * g1);
+        tab[c] = next[c];
+        tab_hi[c] = next_hi[c];
       }
-      if (b > 0) dot4_block<CB, MB, true>(col, tab, tab_hi, xw, (b - 1) * bk, pf, acc);
+      for (int c = 0; c < CB; ++c) {
+        next[c] = int4_table_words(par[c] + lo);
+        next_hi[c] = int4_table_words(par[c] + hi);
+      }
+      dot4_block<CB, MB, true>(col, tab, tab_hi, xw, b * bk, pf, acc);
     }
   }
   for (int m = 0; m < MB; ++m)
@@ -1238,8 +1237,8 @@ void wqbmm_gemm_acc(const WqbmmWeights& w, const uint16_t* x, int64_t mrows, con
   }
   const bool avx = use_avx512();
   // x in lane order, zero-padded to kpad. FMA path: fp32 (exact), position k0 + l holds
-  // x[k0 + lane_k(l / 16, l % 16)] for each 32-block k0. Dot path: the bf16 words, int8 in k
-  // order, int4 per 128-k superblock the operand order of tile_dot4.
+  // x[k0 + lane_k(l / 16, l % 16)] for each 32-block k0. Dot path: the bf16 words in the operand
+  // order of tile_dot8 (int8, per 64-k block) or tile_dot4 (int4, per 128-k superblock).
   std::vector<float> xl;
   std::vector<uint16_t> xw;
   if (dot) {

@@ -652,16 +652,7 @@ TEST(WeightQuantBmm, SubnormalActivationsTakeTheExactPathNotTheFlushingDotProduc
       Tensor w8(DType::kI8, {k, n});
       for (int64_t i = 0; i < k * n; ++i) w8.data<int8_t>()[i] = 0;
       for (int64_t j = 0; j < n; ++j) w8.data<int8_t>()[at * n + j] = int4 ? 7 : 100;
-      Tensor w = w8;
-      if (int4) {
-        w = Tensor(DType::kI32, {k, n / 8});
-        for (int64_t i = 0; i < w.numel(); ++i) {
-          uint32_t word = 0;
-          for (int t = 0; t < 8; ++t)
-            word |= static_cast<uint32_t>(w8.data<int8_t>()[8 * i + t] & 0xF) << (4 * t);
-          w.data<int32_t>()[i] = static_cast<int32_t>(word);
-        }
-      }
+      const Tensor w = int4 ? pack_int4(w8) : w8;
       const int64_t group = int4 ? 64 : 0;
       Tensor scale(DType::kBF16, int4 ? Shape{k / 64, n} : Shape{n});
       for (int64_t j = 0; j < scale.numel(); ++j) scale.data<uint16_t>()[j] = 0x4980;  // 2^20

@@ -144,8 +144,9 @@ struct WqbmmWeights {
   // int4 with dot_ok: [N][groups][2] scale, offset * scale (fp32; one FMA then builds each
   // column and group's table exactly); empty otherwise.
   std::vector<float> table_params;
-  // bf16 x only: every W is a normal number or zero, and (int4) groups are multiples of 64, so
-  // the bf16 dot-product path (vdpbf16ps, which flushes subnormals) computes exact products.
+  // bf16 x only: every W is a normal number or zero, and groups are multiples of 64 (the dot
+  // path's int8 blocks; int4 superblocks split at 64), so the bf16 dot-product path (vdpbf16ps,
+  // which flushes subnormals) computes exact products.
   bool dot_ok = false;
 };
 WqbmmWeights wqbmm_prepare_weights(const WqbmmArgs& a, const WqbmmConfig& cfg);
