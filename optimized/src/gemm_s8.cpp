@@ -26,8 +26,7 @@
 // and 2-7% at M = 128 (with interleaved panels neither thread streams contiguous memory); runs
 // of 4 or 8 were 0-6% slower than 16. M <= 192 as one item per panel beat 96-row chunks at
 // M = 128 by 4% (1 thread) and 11% (2 threads, GEMM alone: with 2 chunks per panel both threads
-// read every panel from L3). A longer pool spin (100-300 us) gave nothing. Weight prefetch for
-// R <= 2 into L2 16 KiB ahead helped M = 1 (8 / 32 / 64 KiB did not). A fixed home half of the
+// read every panel from L3). A longer pool spin (100-300 us) gave nothing. A fixed home half of the
 // panels per thread (the caller one half, the helper the other, then stealing), in case the 2
 // vCPUs sit on different L3s: no difference (M = 1 / 16 / 128: 0.75 / 0.95 / 0.97 vs 0.73 /
 // 0.98 / 0.97).
@@ -96,20 +95,23 @@ QCONF_VNNI_TARGET inline void dpbusd_bcst(__m512i& acc, __m512i w, const int8_t*
       : "v"(w), "m"(*reinterpret_cast<const i32_alias*>(p)));
 }
 
-// Software prefetch of the weight stream (4 cache lines per k-step). The hardware prefetchers
-// stop at 4 KiB pages. A small row block (R <= 2: a few cycles per k-step, the panel read once
-// from L3 / DRAM) needs many misses in flight: L1 tracks few, so the lines are first pulled into
-// L2 16 KiB ahead and then into L1 4 KiB ahead (M = 1, one thread: ~7% faster than the L1
-// prefetch alone; 8 or 32 KiB into L2 were no better). A full block reads a panel that is
-// already in L2 (see PanelPrefetch): 1 KiB ahead into L1.
+// Software prefetch of the weight stream (4 cache lines per k-step). A full block (R > 2) reads
+// a panel that is already in L2 (see PanelPrefetch): 1 KiB ahead into L1. A small block (R <= 2,
+// a few cycles per k-step, each panel read once from L3 / DRAM) issues none: a panel is 256 KiB
+// of contiguous memory that the hardware stream prefetchers follow on their own, and every
+// software prefetch tried made it slower. Session 7, same process, alternating rounds against
+// oneDNN (K = N = 4096, medians of 12-30): M = 1 went from 0.83-0.94x to 1.03-1.15x oneDNN on 2
+// threads and from 0.93-1.05x to 1.11-1.29x on 1 thread with the weights in L3, and from 1.05x
+// to 1.20x from DRAM; M = 2 +9% (2 threads); the int4 kernel +12% at M = 1 (2 threads). Dropping
+// only the L2 prefetch (16 KiB ahead) still lost 2-10%; an L1 prefetch 1 KiB ahead lost 8-25%.
+// Sessions 4-6 had measured the opposite on this VM (the L2 prefetch +7% at M = 1): the host
+// behind it changes (docs/perf.md).
 template <int R>
 QCONF_VNNI_TARGET inline void prefetch_weights(const uint8_t* w) {
-  constexpr int kPrefetchBytes = R <= 2 ? 4096 : 1024;
+  if constexpr (R > 2) {
 #pragma GCC unroll 4
-  for (int j = 0; j < 4; ++j) {
-    if constexpr (R <= 2)
-      _mm_prefetch(reinterpret_cast<const char*>(w + 16384 + 64 * j), _MM_HINT_T1);
-    _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes + 64 * j), _MM_HINT_T0);
+    for (int j = 0; j < 4; ++j)
+      _mm_prefetch(reinterpret_cast<const char*>(w + 1024 + 64 * j), _MM_HINT_T0);
   }
 }
 
