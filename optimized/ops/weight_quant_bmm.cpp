@@ -953,18 +953,30 @@ QCONF_AVX512 void tile_dot4(const WqbmmWeights& w, int64_t n0, const uint16_t* c
       next[c] = int4_table_words(par[c]);
       values[c] = int4_table_values(par[c] + 2 * std::min<int64_t>(1, last_g));
     }
-    for (int64_t b = 0, left = 0, g = 0; b < nb; ++b, --left) {
-      if (left == 0) {
-        const int64_t g2 = std::min(g + 2, last_g);
+    // Per group: its tables move in, the next group's words are converted, and the values of
+    // group g + 2 computed while there is one. One superblock per group (group 128) has its own
+    // flat loop (3-9% faster than the nested one, same-process A/B).
+    if (bpg == 1) {
+      for (int64_t b = 0; b < nb; ++b) {
         for (int c = 0; c < CB; ++c) {
           tab[c] = next[c];
           next[c] = int4_table_words(values[c]);
-          values[c] = int4_table_values(par[c] + 2 * g2);
         }
-        ++g;
-        left = bpg;
+        if (b + 2 <= last_g)
+          for (int c = 0; c < CB; ++c) values[c] = int4_table_values(par[c] + 2 * (b + 2));
+        dot4_block<CB, MB, false>(col, tab, tab, xw, b * bk, pf, acc);
       }
-      dot4_block<CB, MB, false>(col, tab, tab, xw, b * bk, pf, acc);
+    } else {
+      for (int64_t g = 0, b = 0; b < nb; ++g) {
+        for (int c = 0; c < CB; ++c) {
+          tab[c] = next[c];
+          next[c] = int4_table_words(values[c]);
+        }
+        if (g + 2 <= last_g)
+          for (int c = 0; c < CB; ++c) values[c] = int4_table_values(par[c] + 2 * (g + 2));
+        for (const int64_t b_end = std::min(nb, b + bpg); b < b_end; ++b)
+          dot4_block<CB, MB, false>(col, tab, tab, xw, b * bk, pf, acc);
+      }
     }
   } else {
     // Two tables per superblock (the groups of k0 and of k0 + 64), built one superblock ahead.
