@@ -18,9 +18,12 @@
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -211,6 +214,75 @@ void BM_OneDnnS8Matmul(benchmark::State& state) {
   state.SetLabel(d.dst_type);
 }
 BENCHMARK(BM_OneDnnS8Matmul)->Apply(qmm_args);
+
+// Paired rounds, the linear against oneDNN. The machine's speed drifts by 10-30% within minutes
+// (a shared host), and the two separate benchmarks above can catch the two libraries in
+// different phases even with interleaved repetitions. Each iteration is one round: a block of
+// oneDNN calls, then a block of linear calls, each of ~40 ms (at least 3 calls). Each block
+// starts after a 20 ms pause, so that the other library's idle workers have stopped spinning
+// (libgomp spins for milliseconds after a parallel region, qconf's pool for ~35 us), and with
+// one untimed call that wakes its own. Counters: ratio = the median over rounds of (oneDNN time
+// per call) / (linear time per call), > 1 when the linear is faster; onednn_ms and linear_ms =
+// the medians of each. Iteration time = the round's two timed blocks.
+void BM_W8A8DynamicLinearVsOneDnn(benchmark::State& state) {
+  const int64_t m = state.range(0);
+  const int t = static_cast<int>(state.range(1));
+  const Weights& w = weights();
+  const qconf::Tensor x = activations(m);
+  set_omp_threads(t);
+  set_qconf_threads(t);
+  const qconf::DynQuantStages q =
+      qconf::opt::npu_dynamic_quant(x, nullptr, nullptr, qconf::DynQuantConfig{});
+  DnnlMatmul d = make_dnnl(m, q.y);
+  const std::unordered_map<int, dnnl::memory> args = {
+      {DNNL_ARG_SRC, d.src}, {DNNL_ARG_WEIGHTS, d.wei}, {DNNL_ARG_DST, d.dst}};
+  qconf::opt::GemmS8Options opt;
+  opt.threads = t;
+  qconf::Tensor y(qconf::DType::kBF16, {m, kN});
+  auto onednn = [&] {
+    d.prim.execute(d.strm, args);
+    d.strm.wait();
+  };
+  auto linear = [&] {
+    qconf::opt::w8a8_dynamic_linear(x, w.packed, w.scale, nullptr, y, opt);
+    benchmark::DoNotOptimize(y.bytes());
+  };
+  using Clock = std::chrono::steady_clock;
+  auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
+  // Seconds per call over a block of `calls`, after the pause and the waking call.
+  auto block = [&](auto&& call, int calls) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    call();
+    const auto t0 = Clock::now();
+    for (int i = 0; i < calls; ++i) call();
+    return seconds(Clock::now() - t0) / calls;
+  };
+  const double first = block(linear, 1);
+  const int calls = static_cast<int>(std::clamp(0.04 / first, 3.0, 2000.0));
+  std::vector<double> ratio, t_onednn, t_linear;
+  for (auto _ : state) {
+    const double a = block(onednn, calls), b = block(linear, calls);
+    state.SetIterationTime((a + b) * calls);
+    t_onednn.push_back(a);
+    t_linear.push_back(b);
+    ratio.push_back(a / b);
+  }
+  unsetenv("QCONF_THREADS");
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
+  state.counters["ratio"] = median(ratio);
+  state.counters["onednn_ms"] = median(t_onednn) * 1e3;
+  state.counters["linear_ms"] = median(t_linear) * 1e3;
+  state.SetLabel(d.dst_type);
+}
+BENCHMARK(BM_W8A8DynamicLinearVsOneDnn)
+    ->ArgsProduct({{1, 16, 128, 1024}, {1, 2}})
+    ->ArgNames({"M", "threads"})
+    ->Iterations(12)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 #endif
 
 }  // namespace

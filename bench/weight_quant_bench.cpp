@@ -214,6 +214,52 @@ void BM_WeightQuantGemvConvert(benchmark::State& state) {
 // 17 MiB, within the 32 MiB L3): what the kernel reaches when memory is not the limit.
 void BM_WeightQuantGemvHot(benchmark::State& state) { run_gemv(state, false); }
 
+// Paired rounds, the GEMV against the streaming read of the same round. The machine's speed
+// drifts (a shared host: the streaming read of one thread measured 24.7-32 GB/s in one afternoon),
+// so the best-of-5 stream figure of BM_WeightQuantGemv and the GEMV's own repetitions may catch
+// different phases. Each iteration is one round: a streaming read of the 512 MiB buffer, then the
+// GEMV over every weight copy (from DRAM, as in BM_WeightQuantGemv), both at `threads`. Counters:
+// ratio = the median over rounds of (GEMV weight bytes / GEMV time) / (stream bytes / stream time);
+// GBps and stream_GBps = the medians of each. Iteration time = the round's two timed parts.
+void BM_WeightQuantGemvVsStream(benchmark::State& state) {
+  const bool int4 = state.range(0) != 0;
+  const int threads = static_cast<int>(state.range(1));
+  const int64_t k = 4096, n = 4096;
+  const Problem& p = problem(int4, k, n);
+  std::vector<float> acc(static_cast<size_t>(n));
+  stream_once(threads);  // first touch of the stream buffer (page faults) outside the rounds
+  std::vector<double> ratio, gemv_rate, stream_rate;
+  for (auto _ : state) {
+    const double ts = stream_once(threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const auto& copy : p.copies)
+      qconf::opt::wqbmm_gemm_acc(copy, p.x.data<uint16_t>(), 1, nullptr, acc.data(), threads);
+    benchmark::DoNotOptimize(acc.data());
+    const double tg = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    state.SetIterationTime(ts + tg);
+    const double g =
+        static_cast<double>(p.weight_bytes * static_cast<int64_t>(p.copies.size())) / tg;
+    const double r = static_cast<double>(kStreamBytes) / ts;
+    gemv_rate.push_back(g);
+    stream_rate.push_back(r);
+    ratio.push_back(g / r);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
+  state.counters["ratio"] = median(ratio);
+  state.counters["GBps"] = median(gemv_rate) / 1e9;
+  state.counters["stream_GBps"] = median(stream_rate) / 1e9;
+  state.SetLabel(int4 ? "W4A16 g128" : "W8A16 per-channel");
+}
+BENCHMARK(BM_WeightQuantGemvVsStream)
+    ->ArgNames({"int4", "threads"})
+    ->ArgsProduct({{0, 1}, {1, 2}})
+    ->Iterations(15)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
 BENCHMARK(BM_WeightQuantGemv)
     ->ArgNames({"int4", "K", "N", "threads"})
     ->ArgsProduct({{0, 1}, {4096}, {4096, 14336}, {1, 2}})
