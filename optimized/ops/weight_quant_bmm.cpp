@@ -546,6 +546,7 @@ QCONF_AVX512 void tile_avx512(const WqbmmWeights& w, int64_t n0, const float* co
   const int64_t bpg = s.mode == WqbmmScaleMode::kPerGroup ? s.group_size / kBlock : nb;
   const int64_t pf = prefetch_distance(w);
   __m512 acc[MB * CB * 2];
+#pragma GCC unroll 32
   for (int i = 0; i < MB * CB * 2; ++i) acc[i] = _mm512_setzero_ps();
   const int8_t* col8[CB];
   const uint8_t* col4[CB];
@@ -808,6 +809,7 @@ QCONF_AVX512 void tile_dot8(const WqbmmWeights& w, int64_t n0, const uint16_t* c
   const int64_t pf = prefetch_distance(w);
   prefetch_next_params<CB>(w.params_f32, s.groups, n0);
   __m512 acc[MB * CB];
+#pragma GCC unroll 32
   for (int i = 0; i < MB * CB; ++i) acc[i] = _mm512_setzero_ps();
   const int8_t* col[CB];
   for (int c = 0; c < CB; ++c)
@@ -921,13 +923,105 @@ QCONF_AVX512 QCONF_INLINE void dot4_block(const uint8_t* const (&col)[CB], const
     }
 }
 
-// int4 weights on the dot path: CB columns starting at n0, MB rows, out[m * CB + c].
+// The end of an int4 dot-path tile: out[m * CB + c] = reduce_v(acc_0 + acc_2, acc_1 + acc_3).
+template <int CB, int MB>
+QCONF_AVX512 QCONF_INLINE void reduce_dot4(const __m512 (&acc)[MB * CB * 4], float* out) {
+  for (int m = 0; m < MB; ++m)
+    for (int c = 0; c < CB; ++c) {
+      const __m512* a = acc + (m * CB + c) * 4;
+      out[m * CB + c] = reduce_v(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+    }
+}
+
+// Whole superblocks per group (bpg of them; per channel: one group of nb), groups 0..last_g.
+// A software pipeline over groups: while group g is looked up, the words of group g + 1 are
+// converted and the values of group g + 2 computed (while there is one), so that the table's
+// load -> FMA -> conversion latency overlaps lookups instead of stalling them. One superblock per
+// group (group 128) has its own flat loop (3-9% faster than the nested one, same-process A/B).
+template <int CB, int MB>
+QCONF_AVX512 QCONF_INLINE void dot4_groups(const uint8_t* const (&col)[CB],
+                                           const float* const (&par)[CB], int64_t nb, int64_t bpg,
+                                           int64_t last_g, const uint16_t* const* xw, int64_t pf,
+                                           float* out) {
+  const int64_t bk = kDotBlock4;
+  if (nb < 1) __builtin_unreachable();  // K >= 1 (check_wqbmm_inputs)
+  __m512 acc[MB * CB * 4];
+#pragma GCC unroll 32
+  for (int i = 0; i < MB * CB * 4; ++i) acc[i] = _mm512_setzero_ps();
+  __m512i tab[CB];
+  __m512i next[CB];   // the words of group g + 1
+  __m512 values[CB];  // the values of group g + 2
+  for (int c = 0; c < CB; ++c) {
+    next[c] = int4_table_words(par[c]);
+    values[c] = int4_table_values(par[c] + 2 * std::min<int64_t>(1, last_g));
+  }
+  if (bpg == 1) {
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int c = 0; c < CB; ++c) {
+        tab[c] = next[c];
+        next[c] = int4_table_words(values[c]);
+      }
+      if (b + 2 <= last_g)
+        for (int c = 0; c < CB; ++c) values[c] = int4_table_values(par[c] + 2 * (b + 2));
+      dot4_block<CB, MB, false>(col, tab, tab, xw, b * bk, pf, acc);
+    }
+  } else {
+    for (int64_t g = 0, b = 0; b < nb; ++g) {
+      for (int c = 0; c < CB; ++c) {
+        tab[c] = next[c];
+        next[c] = int4_table_words(values[c]);
+      }
+      if (g + 2 <= last_g)
+        for (int c = 0; c < CB; ++c) values[c] = int4_table_values(par[c] + 2 * (g + 2));
+      for (const int64_t b_end = std::min(nb, b + bpg); b < b_end; ++b)
+        dot4_block<CB, MB, false>(col, tab, tab, xw, b * bk, pf, acc);
+    }
+  }
+  reduce_dot4<CB, MB>(acc, out);
+}
+
+// Groups of 64 mod 128: two tables per superblock (the groups of k0 and of k0 + 64), built one
+// superblock ahead.
+template <int CB, int MB>
+QCONF_AVX512 QCONF_INLINE void dot4_split(const uint8_t* const (&col)[CB],
+                                          const float* const (&par)[CB], int64_t nb,
+                                          const WqbmmShape& s, const uint16_t* const* xw,
+                                          int64_t pf, float* out) {
+  const int64_t bk = kDotBlock4;
+  __m512 acc[MB * CB * 4];
+#pragma GCC unroll 32
+  for (int i = 0; i < MB * CB * 4; ++i) acc[i] = _mm512_setzero_ps();
+  const auto group_at = [&](int64_t k) { return std::min(s.groups - 1, k / s.group_size); };
+  __m512i tab[CB], tab_hi[CB], next[CB], next_hi[CB];
+  for (int c = 0; c < CB; ++c) {
+    next[c] = int4_table_words(par[c] + 2 * group_at(0));
+    next_hi[c] = int4_table_words(par[c] + 2 * group_at(bk / 2));
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t kn = std::min(b + 1, nb - 1) * bk;  // the next superblock's first k
+    const int64_t lo = 2 * group_at(kn), hi = 2 * group_at(kn + bk / 2);
+    for (int c = 0; c < CB; ++c) {
+      tab[c] = next[c];
+      tab_hi[c] = next_hi[c];
+    }
+    for (int c = 0; c < CB; ++c) {
+      next[c] = int4_table_words(par[c] + lo);
+      next_hi[c] = int4_table_words(par[c] + hi);
+    }
+    dot4_block<CB, MB, true>(col, tab, tab_hi, xw, b * bk, pf, acc);
+  }
+  reduce_dot4<CB, MB>(acc, out);
+}
+
+// int4 weights on the dot path: CB columns starting at n0, MB rows, out[m * CB + c]. Per tile
+// there is no division and no memory-zeroed array: each path keeps its accumulators in
+// registers (a shared, zero-filled accumulator array and a division for the last group cost
+// ~60 cycles per column pair, ~10% of a pair's time at K = 4096).
 template <int CB, int MB>
 QCONF_AVX512 void tile_dot4(const WqbmmWeights& w, int64_t n0, const uint16_t* const* xw,
                             float* out) {
   const WqbmmShape& s = w.shape;
-  const int64_t bk = kDotBlock4;
-  const int64_t nb = w.kpad / bk;
+  const int64_t nb = w.kpad / kDotBlock4;
   const int64_t pf = prefetch_distance(w);
   prefetch_next_params<CB>(w.table_params, s.groups, n0);
   const uint8_t* col[CB];
@@ -936,75 +1030,15 @@ QCONF_AVX512 void tile_dot4(const WqbmmWeights& w, int64_t n0, const uint16_t* c
     col[c] = w.packed.data() + (n0 + c) * (w.kpad / 2);
     par[c] = w.table_params.data() + 2 * (n0 + c) * s.groups;
   }
-  __m512 acc[MB * CB * 4];
-  for (int i = 0; i < MB * CB * 4; ++i) acc[i] = _mm512_setzero_ps();
-  __m512i tab[CB], tab_hi[CB];
-  if (s.mode != WqbmmScaleMode::kPerGroup || s.group_size % bk == 0) {
-    // Whole superblocks per group (per channel: one group); one loop, the tables rebuilt at
-    // each group's first superblock.
-    const int64_t bpg = s.mode == WqbmmScaleMode::kPerGroup ? s.group_size / bk : nb;
-    const int64_t last_g = (nb + bpg - 1) / bpg - 1;
-    // A software pipeline over groups: while group g is looked up, the words of group g + 1
-    // are converted and the values of group g + 2 computed, so that the table's load -> FMA ->
-    // conversion latency overlaps lookups instead of stalling them.
-    __m512i next[CB];   // the words of group g + 1
-    __m512 values[CB];  // the values of group g + 2
-    for (int c = 0; c < CB; ++c) {
-      next[c] = int4_table_words(par[c]);
-      values[c] = int4_table_values(par[c] + 2 * std::min<int64_t>(1, last_g));
-    }
-    // Per group: its tables move in, the next group's words are converted, and the values of
-    // group g + 2 computed while there is one. One superblock per group (group 128) has its own
-    // flat loop (3-9% faster than the nested one, same-process A/B).
-    if (bpg == 1) {
-      for (int64_t b = 0; b < nb; ++b) {
-        for (int c = 0; c < CB; ++c) {
-          tab[c] = next[c];
-          next[c] = int4_table_words(values[c]);
-        }
-        if (b + 2 <= last_g)
-          for (int c = 0; c < CB; ++c) values[c] = int4_table_values(par[c] + 2 * (b + 2));
-        dot4_block<CB, MB, false>(col, tab, tab, xw, b * bk, pf, acc);
-      }
-    } else {
-      for (int64_t g = 0, b = 0; b < nb; ++g) {
-        for (int c = 0; c < CB; ++c) {
-          tab[c] = next[c];
-          next[c] = int4_table_words(values[c]);
-        }
-        if (g + 2 <= last_g)
-          for (int c = 0; c < CB; ++c) values[c] = int4_table_values(par[c] + 2 * (g + 2));
-        for (const int64_t b_end = std::min(nb, b + bpg); b < b_end; ++b)
-          dot4_block<CB, MB, false>(col, tab, tab, xw, b * bk, pf, acc);
-      }
-    }
+  if (s.mode != WqbmmScaleMode::kPerGroup) {
+    dot4_groups<CB, MB>(col, par, nb, nb, 0, xw, pf, out);
+  } else if (s.group_size % kDotBlock4 == 0) {
+    // kpad is the multiple of 128 at or above K, so the groups cover it: ceil(kpad / group) =
+    // ceil(K / group) = groups.
+    dot4_groups<CB, MB>(col, par, nb, s.group_size / kDotBlock4, s.groups - 1, xw, pf, out);
   } else {
-    // Two tables per superblock (the groups of k0 and of k0 + 64), built one superblock ahead.
-    const auto group_at = [&](int64_t k) { return std::min(s.groups - 1, k / s.group_size); };
-    __m512i next[CB], next_hi[CB];
-    for (int c = 0; c < CB; ++c) {
-      next[c] = int4_table_words(par[c] + 2 * group_at(0));
-      next_hi[c] = int4_table_words(par[c] + 2 * group_at(bk / 2));
-    }
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t kn = std::min(b + 1, nb - 1) * bk;  // the next superblock's first k
-      const int64_t lo = 2 * group_at(kn), hi = 2 * group_at(kn + bk / 2);
-      for (int c = 0; c < CB; ++c) {
-        tab[c] = next[c];
-        tab_hi[c] = next_hi[c];
-      }
-      for (int c = 0; c < CB; ++c) {
-        next[c] = int4_table_words(par[c] + lo);
-        next_hi[c] = int4_table_words(par[c] + hi);
-      }
-      dot4_block<CB, MB, true>(col, tab, tab_hi, xw, b * bk, pf, acc);
-    }
+    dot4_split<CB, MB>(col, par, nb, s, xw, pf, out);
   }
-  for (int m = 0; m < MB; ++m)
-    for (int c = 0; c < CB; ++c) {
-      const __m512* a = acc + (m * CB + c) * 4;
-      out[m * CB + c] = reduce_v(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
-    }
 }
 
 float ftz(float v) { return std::fabs(v) < 1.17549435e-38f ? std::copysign(0.0f, v) : v; }
