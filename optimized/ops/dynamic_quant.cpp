@@ -232,35 +232,34 @@ namespace {
 // QuantMulRint (mul, NaN mask, clamp in float, round half to even, NaN -> 0), in two passes
 // over x (amax, then quantize) with no fp32 / int8 row in between, the codes stored straight
 // into the packed layout (one dword per k-quad) and summed on the way.
-__attribute__((target("avx512f,avx512bw"))) inline __m512i bf16_bits16(const uint16_t* x) {
-  const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
-  const __mmask16 nan =
-      _mm512_cmpgt_epi32_mask(_mm512_and_si512(h, _mm512_set1_epi32(0x7FFF)),
-                              _mm512_set1_epi32(0x7F80));  // NaN: quiet bit set, as BF16ToF32
-  const __m512i bits = _mm512_slli_epi32(h, 16);
-  return _mm512_mask_or_epi32(bits, nan, bits, _mm512_set1_epi32(0x400000));
-}
 
 // The row's amax bits (|x| as integers: the order of non-negative floats, NaN above Inf) over
-// h bf16 values; `tail` receives the last partial group of 16, zero-padded (zeros leave the max
-// unchanged).
+// h bf16 values, 32 at a time on the 16-bit words: a bf16 value's fp32 bits are its word << 16,
+// so |x| is word & 0x7FFF and a NaN is quieted as BF16ToF32 does (fp32 bit 22 = word bit 6)
+// before the max, which picks the same NaN as the max over fp32 bits. `tail` receives the last
+// partial group of 16, zero-padded (zeros leave the max unchanged), for the quantize pass.
 __attribute__((target("avx512f,avx512bw"))) inline uint32_t row_amax_bits_bf16(const uint16_t* x,
                                                                                int64_t h,
                                                                                uint16_t* tail) {
-  __m512i mx = _mm512_setzero_si512();
-  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
   const int64_t h16 = h / 16 * 16;
   std::memset(tail, 0, 32);
   std::memcpy(tail, x + h16, static_cast<size_t>(h - h16) * 2);
-  for (int64_t i = 0; i < h16; i += 16)
-    mx = _mm512_max_epu32(mx, _mm512_and_si512(bf16_bits16(x + i), abs_mask));
-  if (h16 < h) mx = _mm512_max_epu32(mx, _mm512_and_si512(bf16_bits16(tail), abs_mask));
+  const __m512i abs16 = _mm512_set1_epi16(0x7FFF), inf16 = _mm512_set1_epi16(0x7F80);
+  const __m512i quiet16 = _mm512_set1_epi16(0x0040);
+  __m512i mx = _mm512_setzero_si512();
+  for (int64_t i = 0; i < h; i += 32) {
+    const int64_t left = h - i;
+    const __mmask32 in = left >= 32 ? ~__mmask32{0} : (__mmask32{1} << left) - 1;
+    const __m512i a = _mm512_and_si512(_mm512_maskz_loadu_epi16(in, x + i), abs16);
+    const __mmask32 nan = _mm512_cmpgt_epu16_mask(a, inf16);
+    mx = _mm512_max_epu16(mx, _mm512_mask_mov_epi16(a, nan, _mm512_or_si512(a, quiet16)));
+  }
   // (Lane reductions by hand: GCC 12's _mm512_reduce_* trip -Werror=uninitialized.)
-  alignas(64) uint32_t lanes[16];
+  alignas(64) uint16_t lanes[32];
   _mm512_store_si512(lanes, mx);
-  uint32_t amax_bits = 0;
-  for (uint32_t l : lanes) amax_bits = std::max(amax_bits, l);
-  return amax_bits;
+  uint32_t amax = 0;
+  for (uint16_t l : lanes) amax = std::max<uint32_t>(amax, l);
+  return amax << 16;
 }
 
 // The 16 values of a row from k = i on (past h: the zero-padded tail, then zeros).
@@ -269,14 +268,28 @@ inline const uint16_t* group_of_16(const uint16_t* x, int64_t h, int64_t i, cons
   return i + 16 <= h ? x + i : i < h ? tail : zeros;
 }
 
-// QuantMulRint on 16 lanes: RINT(clamp(v * m)), NaN -> 0.
+// QuantMulRint on 16 lanes: RINT(clamp(v * m)), NaN -> 0. The bf16 words widen to their fp32
+// bits (word << 16) without BF16ToF32's NaN quieting: a NaN x gives a NaN product either way,
+// and every NaN product becomes 0. kPlain (a row with plain_scale): the clamp and the NaN mask
+// change nothing, so they are left out.
+template <bool kPlain>
 __attribute__((target("avx512f,avx512bw"))) inline __m512i quant16(const uint16_t* src, __m512 vm) {
-  const __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(bf16_bits16(src)), vm);
+  const __m512i bits = _mm512_slli_epi32(
+      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))), 16);
+  const __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(bits), vm);
+  constexpr int kRint = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  if constexpr (kPlain) return _mm512_cvt_roundps_epi32(v, kRint);
   const __mmask16 not_nan = _mm512_cmp_ps_mask(v, v, _CMP_EQ_OQ);
   const __m512 c = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-128.0f)), _mm512_set1_ps(127.0f));
-  return _mm512_maskz_mov_epi32(
-      not_nan, _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  return _mm512_maskz_mov_epi32(not_nan, _mm512_cvt_roundps_epi32(c, kRint));
 }
+
+// Whether a row's products need neither the clamp nor the NaN mask: amax and m = fl(127 / amax)
+// both finite (amax = 0 gives m = Inf). Then no product is NaN (every x is finite), and
+// |fl(x m)| <= fl(amax m) <= 127 (1 + 2^-24)^2 rounds to at most 127 + one ulp (2^-17) < 127.5,
+// so RINT already lies in [-127, 127]. Rows with an Inf (m = 0, NaN products), a NaN, only zeros
+// or a tiny amax (m = Inf) keep the full step.
+inline bool plain_scale(float amax, float m) { return std::isfinite(amax) && std::isfinite(m); }
 
 __attribute__((target("avx512f,avx512bw"))) inline int32_t lane_sum(__m512i sum) {
   alignas(64) uint32_t lanes[16];
@@ -286,19 +299,17 @@ __attribute__((target("avx512f,avx512bw"))) inline int32_t lane_sum(__m512i sum)
   return static_cast<int32_t>(total);
 }
 
-__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_row_packed_bf16_avx512(
-    const uint16_t* x, int64_t h, int64_t hp, int8_t* dst, int64_t quad_stride, float* scale,
-    int32_t* rowsum) {
-  alignas(32) uint16_t tail[16];
-  float amax;
-  const uint32_t amax_bits = row_amax_bits_bf16(x, h, tail);
-  std::memcpy(&amax, &amax_bits, 4);
-  const float m = 127.0f / amax;
+// The quantize pass of one row (see quant_row_packed_bf16_avx512): codes into the packed layout,
+// their sum into *rowsum.
+template <bool kPlain>
+__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_row_codes(
+    const uint16_t* x, int64_t h, int64_t hp, const uint16_t* tail, float m, int8_t* dst,
+    int64_t quad_stride, int32_t* rowsum) {
   const __m512 vm = _mm512_set1_ps(m);
   __m512i sum = _mm512_setzero_si512();
   // Up to hp (a multiple of 4): the lanes past h load 0 and quantize to 0 (0 * m, or NaN -> 0).
   for (int64_t i = 0; i < hp; i += 16) {
-    const __m512i q = quant16(group_of_16(x, h, i, tail), vm);
+    const __m512i q = quant16<kPlain>(group_of_16(x, h, i, tail), vm);
     sum = _mm512_add_epi32(sum, q);
     const __m128i b = _mm512_cvtepi32_epi8(q);
     const int64_t quads = std::min<int64_t>(4, (hp - i) / 4);
@@ -316,6 +327,20 @@ __attribute__((target("avx512f,avx512bw,prfchw"))) void quant_row_packed_bf16_av
     for (int64_t j = 0; j < quads; ++j) std::memcpy(d + j * quad_stride, &w[j], 4);
   }
   *rowsum = lane_sum(sum);
+}
+
+__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_row_packed_bf16_avx512(
+    const uint16_t* x, int64_t h, int64_t hp, int8_t* dst, int64_t quad_stride, float* scale,
+    int32_t* rowsum) {
+  alignas(32) uint16_t tail[16];
+  float amax;
+  const uint32_t amax_bits = row_amax_bits_bf16(x, h, tail);
+  std::memcpy(&amax, &amax_bits, 4);
+  const float m = 127.0f / amax;
+  if (plain_scale(amax, m))
+    quant_row_codes<true>(x, h, hp, tail, m, dst, quad_stride, rowsum);
+  else
+    quant_row_codes<false>(x, h, hp, tail, m, dst, quad_stride, rowsum);
   *scale = 1.0f / m;
 }
 
@@ -338,19 +363,15 @@ constexpr Interleave6 kInterleave6;
 // Six rows at once into a full block (quad stride 24): per 16 k, each row's 16 codes as in
 // quant_row_packed_bf16_avx512 (same scale, same codes, same sums), then two dword permutes put
 // the 24 dwords in block order and two vector stores write them (instead of 24 dword stores).
-__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block6_packed_bf16_avx512(
-    const uint16_t* x, int64_t ldx, int64_t h, int64_t hp, int8_t* dst, float* scale,
-    int32_t* rowsum) {
-  alignas(32) uint16_t tail[6][16];
+// The quantize pass of the six rows (m[r] = 127 / amax of row r; kPlain: every row plain_scale).
+template <bool kPlain>
+__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block6_codes(
+    const uint16_t* x, int64_t ldx, int64_t h, int64_t hp, const uint16_t (&tail)[6][16],
+    const float* m, int8_t* dst, int32_t* rowsum) {
   __m512 vm[6];
   __m512i sum[6];
   for (int r = 0; r < 6; ++r) {
-    float amax;
-    const uint32_t amax_bits = row_amax_bits_bf16(x + r * ldx, h, tail[r]);
-    std::memcpy(&amax, &amax_bits, 4);
-    const float m = 127.0f / amax;
-    vm[r] = _mm512_set1_ps(m);
-    scale[r] = 1.0f / m;
+    vm[r] = _mm512_set1_ps(m[r]);
     sum[r] = _mm512_setzero_si512();
   }
   const __m512i ilo = _mm512_load_si512(kInterleave6.lo);
@@ -358,7 +379,7 @@ __attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block6_packed_bf16
   for (int64_t i = 0; i < hp; i += 16) {
     __m128i b[6];
     for (int r = 0; r < 6; ++r) {
-      const __m512i q = quant16(group_of_16(x + r * ldx, h, i, tail[r]), vm[r]);
+      const __m512i q = quant16<kPlain>(group_of_16(x + r * ldx, h, i, tail[r]), vm[r]);
       sum[r] = _mm512_add_epi32(sum[r], q);
       b[r] = _mm512_cvtepi32_epi8(q);
     }
@@ -384,6 +405,26 @@ __attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block6_packed_bf16
     }
   }
   for (int r = 0; r < 6; ++r) rowsum[r] = lane_sum(sum[r]);
+}
+
+__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block6_packed_bf16_avx512(
+    const uint16_t* x, int64_t ldx, int64_t h, int64_t hp, int8_t* dst, float* scale,
+    int32_t* rowsum) {
+  alignas(32) uint16_t tail[6][16];
+  float m[6];
+  bool plain = true;
+  for (int r = 0; r < 6; ++r) {
+    float amax;
+    const uint32_t amax_bits = row_amax_bits_bf16(x + r * ldx, h, tail[r]);
+    std::memcpy(&amax, &amax_bits, 4);
+    m[r] = 127.0f / amax;
+    scale[r] = 1.0f / m[r];
+    plain = plain && plain_scale(amax, m[r]);
+  }
+  if (plain)
+    quant_block6_codes<true>(x, ldx, h, hp, tail, m, dst, rowsum);
+  else
+    quant_block6_codes<false>(x, ldx, h, hp, tail, m, dst, rowsum);
 }
 }  // namespace
 #endif
