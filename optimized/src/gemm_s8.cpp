@@ -100,12 +100,12 @@ QCONF_VNNI_TARGET inline void dpbusd_bcst(__m512i& acc, __m512i w, const int8_t*
 // a few cycles per k-step, each panel read once from L3 / DRAM) issues none: a panel is 256 KiB
 // of contiguous memory that the hardware stream prefetchers follow on their own, and every
 // software prefetch tried made it slower. Session 7, same process, alternating rounds against
-// oneDNN (K = N = 4096, medians of 12-30): M = 1 went from 0.83-0.94x to 1.03-1.15x oneDNN on 2
-// threads and from 0.93-1.05x to 1.11-1.29x on 1 thread with the weights in L3, and from 1.05x
-// to 1.20x from DRAM; M = 2 +9% (2 threads); the int4 kernel +12% at M = 1 (2 threads). Dropping
-// only the L2 prefetch (16 KiB ahead) still lost 2-10%; an L1 prefetch 1 KiB ahead lost 8-25%.
-// Sessions 4-6 had measured the opposite on this VM (the L2 prefetch +7% at M = 1): the host
-// behind it changes (docs/perf.md).
+// oneDNN (K = N = 4096, medians of 12-30 rounds): M = 1 went from 0.83-0.94x to 1.00-1.16x
+// oneDNN on 2 threads and from 0.93-1.05x to 1.11-1.29x on 1 thread with the weights in L3, and
+// from 1.05x to 1.20x from DRAM (2 threads); M = 2 +9% (2 threads); the int4 kernel +12% at
+// M = 1 (2 threads). Keeping only the L1 prefetch 4 KiB ahead lost 4-19%, an L1 prefetch 1 KiB
+// ahead 23-31%. Sessions 4-6 had measured the opposite on this VM (the L2 prefetch +7% at
+// M = 1): the host behind it changes (docs/perf.md).
 template <int R>
 QCONF_VNNI_TARGET inline void prefetch_weights(const uint8_t* w) {
   if constexpr (R > 2) {
