@@ -937,7 +937,8 @@ QCONF_AVX512 QCONF_INLINE void reduce_dot4(const __m512 (&acc)[MB * CB * 4], flo
 // A software pipeline over groups: while group g is looked up, the words of group g + 1 are
 // converted and the values of group g + 2 computed (while there is one), so that the table's
 // load -> FMA -> conversion latency overlaps lookups instead of stalling them. One superblock per
-// group (group 128) has its own flat loop (3-9% faster than the nested one, same-process A/B).
+// group (group 128) has its own flat loop (3-4% faster than the nested one at group 128,
+// same-process A/B, one thread from DRAM).
 template <int CB, int MB>
 QCONF_AVX512 QCONF_INLINE void dot4_groups(const uint8_t* const (&col)[CB],
                                            const float* const (&par)[CB], int64_t nb, int64_t bpg,
@@ -1015,8 +1016,10 @@ QCONF_AVX512 QCONF_INLINE void dot4_split(const uint8_t* const (&col)[CB],
 
 // int4 weights on the dot path: CB columns starting at n0, MB rows, out[m * CB + c]. Per tile
 // there is no division and no memory-zeroed array: each path keeps its accumulators in
-// registers (a shared, zero-filled accumulator array and a division for the last group cost
-// ~60 cycles per column pair, ~10% of a pair's time at K = 4096).
+// registers. (With one accumulator array shared by both paths, GCC zero-filled a dead memory
+// copy of it with rep stos, and the last group took a division: the fixed cost of a column pair
+// fell from ~70 to ~40 cycles without them, +6% from DRAM and +7% hot on one thread at
+// K = N = 4096, group 128.)
 template <int CB, int MB>
 QCONF_AVX512 void tile_dot4(const WqbmmWeights& w, int64_t n0, const uint16_t* const* xw,
                             float* out) {
