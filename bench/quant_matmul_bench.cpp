@@ -27,6 +27,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "memcpy_baseline.h"
 #include "qconf/numeric/float_format.h"
 #include "qconf/ops/dynamic_quant.h"
 #include "qconf/opt/gemm_s8.h"
@@ -268,13 +269,9 @@ void BM_W8A8DynamicLinearVsOneDnn(benchmark::State& state) {
     ratio.push_back(a / b);
   }
   unsetenv("QCONF_THREADS");
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0.0 : v[v.size() / 2];
-  };
-  state.counters["ratio"] = median(ratio);
-  state.counters["onednn_ms"] = median(t_onednn) * 1e3;
-  state.counters["linear_ms"] = median(t_linear) * 1e3;
+  state.counters["ratio"] = qconf_bench::median(ratio);
+  state.counters["onednn_ms"] = qconf_bench::median(t_onednn) * 1e3;
+  state.counters["linear_ms"] = qconf_bench::median(t_linear) * 1e3;
   state.SetLabel(d.dst_type);
 }
 BENCHMARK(BM_W8A8DynamicLinearVsOneDnn)

@@ -26,6 +26,7 @@
 #include <tuple>
 #include <vector>
 
+#include "memcpy_baseline.h"
 #include "qconf/core/large_buffer.h"
 #include "qconf/ops/weight_quant_bmm.h"
 #include "qconf/opt/parallel.h"
@@ -244,13 +245,9 @@ void BM_WeightQuantGemvVsStream(benchmark::State& state) {
     stream_rate.push_back(r);
     ratio.push_back(g / r);
   }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0.0 : v[v.size() / 2];
-  };
-  state.counters["ratio"] = median(ratio);
-  state.counters["GBps"] = median(gemv_rate) / 1e9;
-  state.counters["stream_GBps"] = median(stream_rate) / 1e9;
+  state.counters["ratio"] = qconf_bench::median(ratio);
+  state.counters["GBps"] = qconf_bench::median(gemv_rate) / 1e9;
+  state.counters["stream_GBps"] = qconf_bench::median(stream_rate) / 1e9;
   state.SetLabel(int4 ? "W4A16 g128" : "W8A16 per-channel");
 }
 BENCHMARK(BM_WeightQuantGemvVsStream)
