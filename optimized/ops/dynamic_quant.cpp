@@ -291,6 +291,22 @@ __attribute__((target("avx512f,avx512bw"))) inline __m512i quant16(const uint16_
 // or a tiny amax (m = Inf) keep the full step.
 inline bool plain_scale(float amax, float m) { return std::isfinite(amax) && std::isfinite(m); }
 
+// A row's multiplier m = 127 / amax (the A2/A3 kernel's step 4) and whether the row is
+// plain_scale; `tail` as in row_amax_bits_bf16.
+struct RowMultiplier {
+  float m;
+  bool plain;
+};
+__attribute__((target("avx512f,avx512bw"))) inline RowMultiplier row_multiplier(const uint16_t* x,
+                                                                                int64_t h,
+                                                                                uint16_t* tail) {
+  float amax;
+  const uint32_t amax_bits = row_amax_bits_bf16(x, h, tail);
+  std::memcpy(&amax, &amax_bits, 4);
+  const float m = 127.0f / amax;
+  return {m, plain_scale(amax, m)};
+}
+
 __attribute__((target("avx512f,avx512bw"))) inline int32_t lane_sum(__m512i sum) {
   alignas(64) uint32_t lanes[16];
   _mm512_store_si512(lanes, sum);
@@ -333,15 +349,12 @@ __attribute__((target("avx512f,avx512bw,prfchw"))) void quant_row_packed_bf16_av
     const uint16_t* x, int64_t h, int64_t hp, int8_t* dst, int64_t quad_stride, float* scale,
     int32_t* rowsum) {
   alignas(32) uint16_t tail[16];
-  float amax;
-  const uint32_t amax_bits = row_amax_bits_bf16(x, h, tail);
-  std::memcpy(&amax, &amax_bits, 4);
-  const float m = 127.0f / amax;
-  if (plain_scale(amax, m))
-    quant_row_codes<true>(x, h, hp, tail, m, dst, quad_stride, rowsum);
+  const RowMultiplier rm = row_multiplier(x, h, tail);
+  if (rm.plain)
+    quant_row_codes<true>(x, h, hp, tail, rm.m, dst, quad_stride, rowsum);
   else
-    quant_row_codes<false>(x, h, hp, tail, m, dst, quad_stride, rowsum);
-  *scale = 1.0f / m;
+    quant_row_codes<false>(x, h, hp, tail, rm.m, dst, quad_stride, rowsum);
+  *scale = 1.0f / rm.m;
 }
 
 // The dword permutes that interleave 4 k-quads of 6 rows (row r's quads in dwords 4r..4r+3 of
@@ -414,12 +427,10 @@ __attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block6_packed_bf16
   float m[6];
   bool plain = true;
   for (int r = 0; r < 6; ++r) {
-    float amax;
-    const uint32_t amax_bits = row_amax_bits_bf16(x + r * ldx, h, tail[r]);
-    std::memcpy(&amax, &amax_bits, 4);
-    m[r] = 127.0f / amax;
-    scale[r] = 1.0f / m[r];
-    plain = plain && plain_scale(amax, m[r]);
+    const RowMultiplier rm = row_multiplier(x + r * ldx, h, tail[r]);
+    m[r] = rm.m;
+    scale[r] = 1.0f / rm.m;
+    plain = plain && rm.plain;
   }
   if (plain)
     quant_block6_codes<true>(x, ldx, h, hp, tail, m, dst, rowsum);
