@@ -933,6 +933,20 @@ QCONF_AVX512 QCONF_INLINE void reduce_dot4(const __m512 (&acc)[MB * CB * 4], flo
     }
 }
 
+// One step of dot4_groups' table pipeline at group g: g's words move into tab, g + 1's values
+// are converted into next, and g + 2's values computed while there is a group g + 2.
+template <int CB>
+QCONF_AVX512 QCONF_INLINE void dot4_next_group(const float* const (&par)[CB], int64_t g,
+                                               int64_t last_g, __m512i (&tab)[CB],
+                                               __m512i (&next)[CB], __m512 (&values)[CB]) {
+  for (int c = 0; c < CB; ++c) {
+    tab[c] = next[c];
+    next[c] = int4_table_words(values[c]);
+  }
+  if (g + 2 <= last_g)
+    for (int c = 0; c < CB; ++c) values[c] = int4_table_values(par[c] + 2 * (g + 2));
+}
+
 // Whole superblocks per group (bpg of them; per channel: one group of nb), groups 0..last_g.
 // A software pipeline over groups: while group g is looked up, the words of group g + 1 are
 // converted and the values of group g + 2 computed (while there is one), so that the table's
@@ -958,22 +972,12 @@ QCONF_AVX512 QCONF_INLINE void dot4_groups(const uint8_t* const (&col)[CB],
   }
   if (bpg == 1) {
     for (int64_t b = 0; b < nb; ++b) {
-      for (int c = 0; c < CB; ++c) {
-        tab[c] = next[c];
-        next[c] = int4_table_words(values[c]);
-      }
-      if (b + 2 <= last_g)
-        for (int c = 0; c < CB; ++c) values[c] = int4_table_values(par[c] + 2 * (b + 2));
+      dot4_next_group<CB>(par, b, last_g, tab, next, values);
       dot4_block<CB, MB, false>(col, tab, tab, xw, b * bk, pf, acc);
     }
   } else {
     for (int64_t g = 0, b = 0; b < nb; ++g) {
-      for (int c = 0; c < CB; ++c) {
-        tab[c] = next[c];
-        next[c] = int4_table_words(values[c]);
-      }
-      if (g + 2 <= last_g)
-        for (int c = 0; c < CB; ++c) values[c] = int4_table_values(par[c] + 2 * (g + 2));
+      dot4_next_group<CB>(par, g, last_g, tab, next, values);
       for (const int64_t b_end = std::min(nb, b + bpg); b < b_end; ++b)
         dot4_block<CB, MB, false>(col, tab, tab, xw, b * bk, pf, acc);
     }
