@@ -21,6 +21,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "qconf/ops/int4pack.h"
@@ -228,22 +230,23 @@ void dynamic_quant_row_default(const uint16_t* x, bool f16, int64_t h, float* xf
 
 #if defined(__x86_64__)
 namespace {
-// dynamic_quant_row_packed for bf16 on AVX-512: the same bits as BF16ToF32Lanes + AbsBitsMax +
+// dynamic_quant_block_packed for bf16 on AVX-512: the same bits as BF16ToF32Lanes + AbsBitsMax +
 // QuantMulRint (mul, NaN mask, clamp in float, round half to even, NaN -> 0), in two passes
-// over x (amax, then quantize) with no fp32 / int8 row in between, the codes stored straight
-// into the packed layout (one dword per k-quad) and summed on the way.
+// over each row (amax, then quantize) with no fp32 / int8 row in between, the codes of the
+// block's rows interleaved in registers and stored straight into the packed layout, and summed
+// on the way.
 
 // The row's amax bits (|x| as integers: the order of non-negative floats, NaN above Inf) over
 // h bf16 values, 32 at a time on the 16-bit words: a bf16 value's fp32 bits are its word << 16,
 // so |x| is word & 0x7FFF and a NaN is quieted as BF16ToF32 does (fp32 bit 22 = word bit 6)
 // before the max, which picks the same NaN as the max over fp32 bits. `tail` receives the last
-// partial group of 16, zero-padded (zeros leave the max unchanged), for the quantize pass.
+// partial group of 32, zero-padded (zeros leave the max unchanged), for the quantize pass.
 __attribute__((target("avx512f,avx512bw"))) inline uint32_t row_amax_bits_bf16(const uint16_t* x,
                                                                                int64_t h,
                                                                                uint16_t* tail) {
-  const int64_t h16 = h / 16 * 16;
-  std::memset(tail, 0, 32);
-  std::memcpy(tail, x + h16, static_cast<size_t>(h - h16) * 2);
+  const int64_t h32 = h / 32 * 32;
+  std::memset(tail, 0, 64);
+  std::memcpy(tail, x + h32, static_cast<size_t>(h - h32) * 2);
   const __m512i abs16 = _mm512_set1_epi16(0x7FFF), inf16 = _mm512_set1_epi16(0x7F80);
   const __m512i quiet16 = _mm512_set1_epi16(0x0040);
   __m512i mx = _mm512_setzero_si512();
@@ -262,26 +265,36 @@ __attribute__((target("avx512f,avx512bw"))) inline uint32_t row_amax_bits_bf16(c
   return amax << 16;
 }
 
-// The 16 values of a row from k = i on (past h: the zero-padded tail, then zeros).
-inline const uint16_t* group_of_16(const uint16_t* x, int64_t h, int64_t i, const uint16_t* tail) {
-  static const uint16_t zeros[16] = {};
-  return i + 16 <= h ? x + i : i < h ? tail : zeros;
-}
-
-// QuantMulRint on 16 lanes: RINT(clamp(v * m)), NaN -> 0. The bf16 words widen to their fp32
-// bits (word << 16) without BF16ToF32's NaN quieting: a NaN x gives a NaN product either way,
-// and every NaN product becomes 0. kPlain (a row with plain_scale): the clamp and the NaN mask
-// change nothing, so they are left out.
+// QuantMulRint's last steps on 16 products: RINT(clamp(v)), NaN -> 0. kPlain (a block whose
+// rows are all plain_scale): the clamp and the NaN mask change nothing, so they are left out.
 template <bool kPlain>
-__attribute__((target("avx512f,avx512bw"))) inline __m512i quant16(const uint16_t* src, __m512 vm) {
-  const __m512i bits = _mm512_slli_epi32(
-      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))), 16);
-  const __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(bits), vm);
+__attribute__((target("avx512f,avx512bw"))) inline __m512i rint_codes(__m512 v) {
   constexpr int kRint = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
   if constexpr (kPlain) return _mm512_cvt_roundps_epi32(v, kRint);
   const __mmask16 not_nan = _mm512_cmp_ps_mask(v, v, _CMP_EQ_OQ);
   const __m512 c = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-128.0f)), _mm512_set1_ps(127.0f));
   return _mm512_maskz_mov_epi32(not_nan, _mm512_cvt_roundps_epi32(c, kRint));
+}
+
+// The codes of 32 consecutive values (one row, k = i..i+31) as 32 16-bit words in k order, and
+// their sum added to *sum (int32 lanes). Dword j of the load holds the words of k = 2j and
+// 2j + 1: `<< 16` gives the fp32 bits of the even one and `& 0xFFFF0000` those of the odd one
+// (BF16ToF32 without its NaN quieting: a NaN x gives a NaN product either way, and every NaN
+// product becomes 0). The two code vectors are merged back into words: (even & 0xFFFF) |
+// (odd << 16). No cross-lane step: the widening and narrowing permutes of a 16-lane version
+// (vpmovzxwd, vpmovdb) ran on the shuffle unit, which was the loop's bottleneck.
+template <bool kPlain>
+__attribute__((target("avx512f,avx512bw"))) inline __m512i quant32(const uint16_t* src, __m512 vm,
+                                                                   __m512i* sum) {
+  const __m512i w = _mm512_loadu_si512(src);
+  const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+  const __m512 odd =
+      _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+  const __m512i qe = rint_codes<kPlain>(_mm512_mul_ps(even, vm));
+  const __m512i qo = rint_codes<kPlain>(_mm512_mul_ps(odd, vm));
+  *sum = _mm512_add_epi32(*sum, _mm512_add_epi32(qe, qo));
+  // 0xE4: c ? a : b bitwise, with c = 0x0000FFFF.
+  return _mm512_ternarylogic_epi32(qe, _mm512_slli_epi32(qo, 16), _mm512_set1_epi32(0xFFFF), 0xE4);
 }
 
 // Whether a row's products need neither the clamp nor the NaN mask: amax and m = fl(127 / amax)
@@ -291,22 +304,6 @@ __attribute__((target("avx512f,avx512bw"))) inline __m512i quant16(const uint16_
 // or a tiny amax (m = Inf) keep the full step.
 inline bool plain_scale(float amax, float m) { return std::isfinite(amax) && std::isfinite(m); }
 
-// A row's multiplier m = 127 / amax (the A2/A3 kernel's step 4) and whether the row is
-// plain_scale; `tail` as in row_amax_bits_bf16.
-struct RowMultiplier {
-  float m;
-  bool plain;
-};
-__attribute__((target("avx512f,avx512bw"))) inline RowMultiplier row_multiplier(const uint16_t* x,
-                                                                                int64_t h,
-                                                                                uint16_t* tail) {
-  float amax;
-  const uint32_t amax_bits = row_amax_bits_bf16(x, h, tail);
-  std::memcpy(&amax, &amax_bits, 4);
-  const float m = 127.0f / amax;
-  return {m, plain_scale(amax, m)};
-}
-
 __attribute__((target("avx512f,avx512bw"))) inline int32_t lane_sum(__m512i sum) {
   alignas(64) uint32_t lanes[16];
   _mm512_store_si512(lanes, sum);
@@ -315,134 +312,129 @@ __attribute__((target("avx512f,avx512bw"))) inline int32_t lane_sum(__m512i sum)
   return static_cast<int32_t>(total);
 }
 
-// The quantize pass of one row (see quant_row_packed_bf16_avx512): codes into the packed layout,
-// their sum into *rowsum.
-template <bool kPlain>
-__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_row_codes(
-    const uint16_t* x, int64_t h, int64_t hp, const uint16_t* tail, float m, int8_t* dst,
-    int64_t quad_stride, int32_t* rowsum) {
-  const __m512 vm = _mm512_set1_ps(m);
-  __m512i sum = _mm512_setzero_si512();
-  // Up to hp (a multiple of 4): the lanes past h load 0 and quantize to 0 (0 * m, or NaN -> 0).
-  for (int64_t i = 0; i < hp; i += 16) {
-    const __m512i q = quant16<kPlain>(group_of_16(x, h, i, tail), vm);
-    sum = _mm512_add_epi32(sum, q);
-    const __m128i b = _mm512_cvtepi32_epi8(q);
-    const int64_t quads = std::min<int64_t>(4, (hp - i) / 4);
-    int8_t* d = dst + (i / 4) * quad_stride;
-    // The packed block was last read by the GEMM on other cores: take its lines for writing
-    // ~1.5 KiB ahead (prefetchw), so that the store misses overlap instead of queueing.
-    __builtin_prefetch(d + 64 * quad_stride, 1, 3);
-    __builtin_prefetch(d + 64 * quad_stride + 64, 1, 3);
-    if (quad_stride == 4 && quads == 4) {  // a one-row block: the codes are contiguous
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d), b);
-      continue;
-    }
-    alignas(16) int32_t w[4];
-    _mm_store_si128(reinterpret_cast<__m128i*>(w), b);
-    for (int64_t j = 0; j < quads; ++j) std::memcpy(d + j * quad_stride, &w[j], 4);
-  }
-  *rowsum = lane_sum(sum);
-}
-
-__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_row_packed_bf16_avx512(
-    const uint16_t* x, int64_t h, int64_t hp, int8_t* dst, int64_t quad_stride, float* scale,
-    int32_t* rowsum) {
-  alignas(32) uint16_t tail[16];
-  const RowMultiplier rm = row_multiplier(x, h, tail);
-  if (rm.plain)
-    quant_row_codes<true>(x, h, hp, tail, rm.m, dst, quad_stride, rowsum);
-  else
-    quant_row_codes<false>(x, h, hp, tail, rm.m, dst, quad_stride, rowsum);
-  *scale = 1.0f / rm.m;
-}
-
-// The dword permutes that interleave 4 k-quads of 6 rows (row r's quads in dwords 4r..4r+3 of
-// a = rows 0-3 and of b = rows 4-5, i.e. index 16 + 4(r - 4) + j) into the block's order
-// (dword 6j + r): the first 16 output dwords, then the other 8.
-struct Interleave6 {
-  alignas(64) int32_t lo[16];
-  alignas(64) int32_t hi[16];
-  constexpr Interleave6() : lo(), hi() {
-    for (int p = 0; p < 24; ++p) {
-      const int j = p / 6, r = p % 6;
-      const int src = r < 4 ? 4 * r + j : 16 + 4 * (r - 4) + j;
-      (p < 16 ? lo[p] : hi[p - 16]) = src;
+// The dword permutes of a block of R rows (1..6) per 32 k. The codes arrive as S = ceil(R / 2)
+// byte vectors: vpacksswb of the word vectors of rows 2s and 2s + 1 (row R - 1 twice when R is
+// odd) puts, in 128-bit lane L, the dwords (k-quads) [row 2s: 2L, 2L + 1; row 2s + 1: 2L,
+// 2L + 1]. The block's layout wants quad j of row r at dword R j + r (quad stride 4R), i.e. 8R
+// dwords per 32 k in O = ceil(8R / 16) output vectors. Output dword p takes row r = p % R, quad
+// j = p / R from vector r / 2, dword 4 (j / 2) + 2 (r % 2) + j % 2: vectors 0 and 1 through one
+// two-source permute (vector 1 at index + 16), vector 2 (R = 5, 6) through a masked permute.
+template <int R>
+struct BlockPermutes {
+  static constexpr int S = (R + 1) / 2;
+  static constexpr int O = (8 * R + 15) / 16;
+  alignas(64) int32_t idx01[O][16];
+  alignas(64) int32_t idx2[O][16];
+  uint16_t mask2[O];
+  constexpr BlockPermutes() : idx01(), idx2(), mask2() {
+    for (int p = 0; p < 8 * R; ++p) {
+      const int r = p % R, j = p / R, o = p / 16, e = p % 16;
+      const int src = r / 2, at = 4 * (j / 2) + 2 * (r % 2) + j % 2;
+      if (src < 2) {
+        idx01[o][e] = 16 * src + at;
+      } else {
+        idx2[o][e] = at;
+        mask2[o] = static_cast<uint16_t>(mask2[o] | (1u << e));
+      }
     }
   }
 };
-constexpr Interleave6 kInterleave6;
 
-// Six rows at once into a full block (quad stride 24): per 16 k, each row's 16 codes as in
-// quant_row_packed_bf16_avx512 (same scale, same codes, same sums), then two dword permutes put
-// the 24 dwords in block order and two vector stores write them (instead of 24 dword stores).
-// The quantize pass of the six rows (m[r] = 127 / amax of row r; kPlain: every row plain_scale).
-template <bool kPlain>
-__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block6_codes(
-    const uint16_t* x, int64_t ldx, int64_t h, int64_t hp, const uint16_t (&tail)[6][16],
+// One step of quant_block_codes: the 32 values of each row from src[r], the 8 R dwords of
+// their codes at d (the first `dwords` of them).
+template <int R, bool kPlain>
+__attribute__((target("avx512f,avx512bw,prfchw"))) __attribute__((always_inline)) inline void
+quant_block_step(const uint16_t* const (&src)[R], const __m512 (&vm)[R], __m512i (&sum)[R],
+                 const __m512i* idx01, const __m512i* idx2, const uint16_t* mask2, int8_t* d,
+                 int dwords) {
+  using P = BlockPermutes<R>;
+  constexpr int S = P::S, O = P::O;
+  __m512i words[2 * S];
+  for (int r = 0; r < R; ++r) words[r] = quant32<kPlain>(src[r], vm[r], &sum[r]);
+  if constexpr (R % 2 == 1) words[R] = words[R - 1];
+  __m512i bytes[S];
+  for (int v = 0; v < S; ++v) bytes[v] = _mm512_packs_epi16(words[2 * v], words[2 * v + 1]);
+  // The packed block was last read by the GEMM, on other cores too: take its lines for writing
+  // ~1.5 KiB ahead (prefetchw), so that the store misses overlap instead of queueing.
+  for (int l = 0; l < 32 * R; l += 64) __builtin_prefetch(d + 1536 + l, 1, 3);
+  for (int o = 0; o < O; ++o) {
+    __m512i out;
+    if constexpr (S == 1) {
+      out = _mm512_permutexvar_epi32(idx01[o], bytes[0]);
+    } else {
+      out = _mm512_permutex2var_epi32(bytes[0], idx01[o], bytes[1]);
+      if constexpr (S == 3) out = _mm512_mask_permutexvar_epi32(out, mask2[o], idx2[o], bytes[2]);
+    }
+    const int n = std::clamp(dwords - 16 * o, 0, 16);
+    if (n == 16)
+      _mm512_storeu_si512(d + 64 * o, out);
+    else if (n > 0)
+      _mm512_mask_storeu_epi32(d + 64 * o, static_cast<__mmask16>((1u << n) - 1), out);
+  }
+}
+
+// The quantize pass of a block of R rows (row r at x + r * ldx, multiplier m[r] = 127 / amax;
+// kPlain: every row plain_scale) into the packed layout at dst: codes up to hp (a multiple of
+// 4; past h the zero-padded tails, then zeros, which quantize to 0), their sums into rowsum[r].
+template <int R, bool kPlain>
+__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block_codes(
+    const uint16_t* x, int64_t ldx, int64_t h, int64_t hp, const uint16_t (*tail)[32],
     const float* m, int8_t* dst, int32_t* rowsum) {
-  __m512 vm[6];
-  __m512i sum[6];
-  for (int r = 0; r < 6; ++r) {
+  using P = BlockPermutes<R>;
+  static constexpr P kPerm{};
+  constexpr int O = P::O;
+  static const uint16_t zeros[32] = {};
+  __m512 vm[R];
+  __m512i sum[R];
+  for (int r = 0; r < R; ++r) {
     vm[r] = _mm512_set1_ps(m[r]);
     sum[r] = _mm512_setzero_si512();
   }
-  const __m512i ilo = _mm512_load_si512(kInterleave6.lo);
-  const __m512i ihi = _mm512_load_si512(kInterleave6.hi);
-  for (int64_t i = 0; i < hp; i += 16) {
-    __m128i b[6];
-    for (int r = 0; r < 6; ++r) {
-      const __m512i q = quant16<kPlain>(group_of_16(x + r * ldx, h, i, tail[r]), vm[r]);
-      sum[r] = _mm512_add_epi32(sum[r], q);
-      b[r] = _mm512_cvtepi32_epi8(q);
-    }
-    __m512i a = _mm512_castsi128_si512(b[0]);
-    a = _mm512_inserti32x4(a, b[1], 1);
-    a = _mm512_inserti32x4(a, b[2], 2);
-    a = _mm512_inserti32x4(a, b[3], 3);
-    const __m512i c = _mm512_inserti32x4(_mm512_castsi128_si512(b[4]), b[5], 1);
-    const __m512i out0 = _mm512_permutex2var_epi32(a, ilo, c);
-    const __m512i out1 = _mm512_permutex2var_epi32(a, ihi, c);
-    int8_t* d = dst + (i / 4) * 24;
-    __builtin_prefetch(d + 1536, 1, 3);
-    __builtin_prefetch(d + 1536 + 64, 1, 3);
-    const int64_t dwords = 6 * std::min<int64_t>(4, (hp - i) / 4);  // 24, or fewer at the end
-    if (dwords == 24) {
-      _mm512_storeu_si512(d, out0);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 64), _mm512_castsi512_si256(out1));
-    } else {
-      _mm512_mask_storeu_epi32(d, static_cast<__mmask16>((1u << std::min<int64_t>(16, dwords)) - 1),
-                               out0);
-      if (dwords > 16)
-        _mm512_mask_storeu_epi32(d + 64, static_cast<__mmask16>((1u << (dwords - 16)) - 1), out1);
-    }
+  __m512i idx01[O], idx2[O];
+  for (int o = 0; o < O; ++o) {
+    idx01[o] = _mm512_load_si512(kPerm.idx01[o]);
+    idx2[o] = _mm512_load_si512(kPerm.idx2[o]);
   }
-  for (int r = 0; r < 6; ++r) rowsum[r] = lane_sum(sum[r]);
+  int64_t i = 0;
+  for (; i + 32 <= h; i += 32) {
+    const uint16_t* src[R];
+    for (int r = 0; r < R; ++r) src[r] = x + r * ldx + i;
+    quant_block_step<R, kPlain>(src, vm, sum, idx01, idx2, kPerm.mask2, dst + R * i,
+                                static_cast<int>(std::min<int64_t>(8, (hp - i) / 4)) * R);
+  }
+  for (; i < hp; i += 32) {  // the partial group of 32 (the tails), then the padding
+    const uint16_t* src[R];
+    for (int r = 0; r < R; ++r) src[r] = i < h ? tail[r] : zeros;
+    quant_block_step<R, kPlain>(src, vm, sum, idx01, idx2, kPerm.mask2, dst + R * i,
+                                static_cast<int>(std::min<int64_t>(8, (hp - i) / 4)) * R);
+  }
+  for (int r = 0; r < R; ++r) rowsum[r] = lane_sum(sum[r]);
 }
 
-__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block6_packed_bf16_avx512(
+// A block of R rows: each row's amax and multiplier m = 127 / amax (the A2/A3 kernel's step 4),
+// then the quantize pass of all R rows together.
+template <int R>
+__attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block_packed_bf16_avx512(
     const uint16_t* x, int64_t ldx, int64_t h, int64_t hp, int8_t* dst, float* scale,
     int32_t* rowsum) {
-  alignas(32) uint16_t tail[6][16];
-  float m[6];
+  alignas(64) uint16_t tail[R][32];
+  float m[R];
   bool plain = true;
-  for (int r = 0; r < 6; ++r) {
-    const RowMultiplier rm = row_multiplier(x + r * ldx, h, tail[r]);
-    m[r] = rm.m;
-    scale[r] = 1.0f / rm.m;
-    plain = plain && rm.plain;
+  for (int r = 0; r < R; ++r) {
+    float amax;
+    const uint32_t amax_bits = row_amax_bits_bf16(x + r * ldx, h, tail[r]);
+    std::memcpy(&amax, &amax_bits, 4);
+    m[r] = 127.0f / amax;
+    scale[r] = 1.0f / m[r];
+    plain = plain && plain_scale(amax, m[r]);
   }
   if (plain)
-    quant_block6_codes<true>(x, ldx, h, hp, tail, m, dst, rowsum);
+    quant_block_codes<R, true>(x, ldx, h, hp, tail, m, dst, rowsum);
   else
-    quant_block6_codes<false>(x, ldx, h, hp, tail, m, dst, rowsum);
+    quant_block_codes<R, false>(x, ldx, h, hp, tail, m, dst, rowsum);
 }
-}  // namespace
-#endif
 
-#if defined(__x86_64__)
-namespace {
-// The packed quants' conditions: bf16 rows on an AVX-512 (F, BW) CPU, h values padded to hp.
+// The packed quant's conditions: bf16 rows on an AVX-512 (F, BW) CPU, h values padded to hp.
 bool packed_quant_applies(bool f16, int64_t h, int64_t hp) {
   static const bool ok = [] {
     const CpuFeatures& f = cpu_features();
@@ -451,31 +443,28 @@ bool packed_quant_applies(bool f16, int64_t h, int64_t hp) {
   return !f16 && ok && h > 0 && hp >= h && hp % 4 == 0;
 }
 }  // namespace
-
-bool dynamic_quant_block6_packed(const uint16_t* x, int64_t ldx, bool f16, int64_t h, int64_t hp,
-                                 int8_t* dst, float* scale, int32_t* rowsum) {
-  if (!packed_quant_applies(f16, h, hp)) return false;
-  quant_block6_packed_bf16_avx512(x, ldx, h, hp, dst, scale, rowsum);
-  return true;
-}
-
-bool dynamic_quant_row_packed(const uint16_t* x, bool f16, int64_t h, int64_t hp, int8_t* dst,
-                              int64_t quad_stride, float* scale, int32_t* rowsum) {
-  if (!packed_quant_applies(f16, h, hp)) return false;
-  quant_row_packed_bf16_avx512(x, h, hp, dst, quad_stride, scale, rowsum);
-  return true;
-}
-#else
-// No AVX-512 path: the callers quantize row by row with dynamic_quant_row_default.
-bool dynamic_quant_block6_packed(const uint16_t*, int64_t, bool, int64_t, int64_t, int8_t*, float*,
-                                 int32_t*) {
-  return false;
-}
-bool dynamic_quant_row_packed(const uint16_t*, bool, int64_t, int64_t, int8_t*, int64_t, float*,
-                              int32_t*) {
-  return false;
-}
 #endif
+
+bool dynamic_quant_block_packed(const uint16_t* x, int64_t ldx, int rows, bool f16, int64_t h,
+                                int64_t hp, int8_t* dst, float* scale, int32_t* rowsum) {
+  if (rows < 1 || rows > 6)
+    throw std::invalid_argument("dynamic_quant_block_packed: rows must be 1..6, got " +
+                                std::to_string(rows));
+#if defined(__x86_64__)
+  if (!packed_quant_applies(f16, h, hp)) return false;
+  using Fn = void (*)(const uint16_t*, int64_t, int64_t, int64_t, int8_t*, float*, int32_t*);
+  static constexpr Fn kByRows[6] = {
+      quant_block_packed_bf16_avx512<1>, quant_block_packed_bf16_avx512<2>,
+      quant_block_packed_bf16_avx512<3>, quant_block_packed_bf16_avx512<4>,
+      quant_block_packed_bf16_avx512<5>, quant_block_packed_bf16_avx512<6>};
+  kByRows[rows - 1](x, ldx, h, hp, dst, scale, rowsum);
+  return true;
+#else
+  // No AVX-512 path: the callers quantize row by row with dynamic_quant_row_default.
+  (void)x, (void)ldx, (void)f16, (void)h, (void)hp, (void)dst, (void)scale, (void)rowsum;
+  return false;
+#endif
+}
 
 DynQuantAsymStages npu_dynamic_quant_asymmetric(const Tensor& x, const Tensor* smooth,
                                                 const Tensor* group_index, bool int4) {

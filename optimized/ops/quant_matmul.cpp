@@ -613,22 +613,15 @@ void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
     }
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t first = b * kGemmS8Mr, rows = q.a->block_rows(b);
-      // A full block: six rows at once, stored as whole vectors.
+      // All rows of the block at once (full blocks of six, or the last partial one).
       int32_t sums[kGemmS8Mr];
-      if (rows == kGemmS8Mr &&
-          dynamic_quant_block6_packed(q.xin + first * q.k, q.k, q.f16, q.k, q.a->k_padded(),
-                                      q.a->row_codes(first), q.pertoken + first, sums)) {
-        for (int r = 0; r < kGemmS8Mr; ++r) q.a->set_row_sum(first + r, sums[r]);
+      if (dynamic_quant_block_packed(q.xin + first * q.k, q.k, static_cast<int>(rows), q.f16, q.k,
+                                     q.a->k_padded(), q.a->row_codes(first), q.pertoken + first,
+                                     sums)) {
+        for (int64_t r = 0; r < rows; ++r) q.a->set_row_sum(first + r, sums[r]);
         continue;
       }
       for (int64_t row = first; row < first + rows; ++row) {
-        int32_t sum;
-        if (dynamic_quant_row_packed(q.xin + row * q.k, q.f16, q.k, q.a->k_padded(),
-                                     q.a->row_codes(row), q.a->quad_stride(row), q.pertoken + row,
-                                     &sum)) {
-          q.a->set_row_sum(row, sum);
-          continue;
-        }
         dynamic_quant_row_default(q.xin + row * q.k, q.f16, q.k, xf.data(), codes.data(),
                                   q.pertoken + row);
         q.a->set_row(row, codes.data(), q.k);

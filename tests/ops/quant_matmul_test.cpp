@@ -717,110 +717,82 @@ TEST(W8A8DynamicLinear, EqualsDynamicQuantThenQuantMatmulOfTheReference) {
     }
 }
 
-TEST(W8A8DynamicLinear, PackedRowQuantEqualsTheRowQuantOnSpecialsAndTails) {
-  // The fused linear quantizes bf16 rows straight into the packed layout
-  // (dynamic_quant_row_packed); it must give the bits of dynamic_quant_row_default + set_row:
-  // codes, zero padding up to the padded k, the scale (NaN payload included) and the row sum.
-  // Rows: random, all zero (amax 0: m = Inf, every code 0), one NaN, one Inf, subnormals only,
-  // +-max bf16, ties at .5 after scaling; lengths with tails of 1..15 lanes and a partial quad.
-  const std::vector<int64_t> lengths = {1, 3, 4, 15, 16, 17, 42, 64, 130, 4095};
+// The rows of packed-quant tests: random, all zero (amax 0: m = Inf, every code 0), one NaN
+// with a payload, one -Inf, subnormals only, +-max bf16, ties at .5 after scaling (kind 0..6).
+void fill_special_row(uint16_t* v, int64_t h, int kind) {
+  for (int64_t i = 0; i < h; ++i) {
+    if (kind == 1) v[i] = (i % 2) ? 0x8000 : 0x0000;                 // +-0
+    if (kind == 4) v[i] = static_cast<uint16_t>(0x0001 + i % 0x7F);  // subnormals
+    if (kind == 5) v[i] = (i % 3) ? 0x7F7F : 0xFF7F;                 // +-max
+    if (kind == 6) v[i] = static_cast<uint16_t>(0x3F80 + (i % 64));  // [1, 2): .5 ties
+  }
+  if (kind == 2) v[h / 2] = 0x7FC1;  // a NaN with a payload
+  if (kind == 3) v[h - 1] = 0xFF80;  // -Inf
+}
+
+TEST(W8A8DynamicLinear, BlockQuantOfOneToSixRowsEqualsTheRowQuantOnSpecialsAndTails) {
+  // The fused linear quantizes each block of 1..6 bf16 rows straight into the packed layout
+  // (dynamic_quant_block_packed: 32 values per row and step, the codes interleaved in
+  // registers). Every row must get the bits of dynamic_quant_row_default + set_row: codes, zero
+  // padding up to the padded k, the scale (NaN payload included) and the row sum. Each block
+  // mixes the special rows (fill_special_row, rotated so that every row position meets every
+  // kind); lengths leave tails of 1..31 values of a group of 32, a partial quad, and padded
+  // quads (0, 1 or 9 more), so that the last step stores part of its dwords.
+  const std::vector<int64_t> lengths = {1, 3, 4, 15, 16, 17, 31, 32, 33, 42, 64, 95, 130, 4095};
   int checked = 0;
-  for (int64_t h : lengths)
-    for (int kind = 0; kind < 7; ++kind) {
-      const std::string name = "rowq_" + std::to_string(h) + "_" + std::to_string(kind);
-      Tensor x = gen::float_tensor(DType::kBF16, {h}, gen::FloatDist::normal(2), seed(name), 0);
-      uint16_t* v = x.data<uint16_t>();
-      for (int64_t i = 0; i < h; ++i) {
-        if (kind == 1) v[i] = (i % 2) ? 0x8000 : 0x0000;                 // +-0
-        if (kind == 4) v[i] = static_cast<uint16_t>(0x0001 + i % 0x7F);  // subnormals
-        if (kind == 5) v[i] = (i % 3) ? 0x7F7F : 0xFF7F;                 // +-max
-        if (kind == 6) v[i] = static_cast<uint16_t>(0x3F80 + (i % 64));  // [1, 2): .5 ties
+  for (int rows = 1; rows <= 6; ++rows)
+    for (int64_t h : lengths)
+      for (int pad : {0, 4, 36}) {
+        const std::string name =
+            "blockq_" + std::to_string(rows) + "_" + std::to_string(h) + "_" + std::to_string(pad);
+        Tensor x =
+            gen::float_tensor(DType::kBF16, {rows, h}, gen::FloatDist::normal(2), seed(name), 0);
+        uint16_t* v = x.data<uint16_t>();
+        for (int r = 0; r < rows; ++r) fill_special_row(v + r * h, h, (r + pad + h) % 7);
+        const int64_t hp = (h + 3) / 4 * 4 + pad;
+        opt::PackedActivationsS8 want, got;
+        want.reset(rows, hp);
+        got.reset(rows, hp);
+        float want_scale[6], got_scale[6];
+        int32_t got_sum[6];
+        std::vector<int8_t> dirty(static_cast<size_t>(hp), 0x55);
+        for (int r = 0; r < rows; ++r) got.set_row(r, dirty.data(), hp);  // stale bytes
+        if (!opt::dynamic_quant_block_packed(v, h, rows, false, h, hp, got.row_codes(0), got_scale,
+                                             got_sum))
+          continue;  // no AVX-512: the linear quantizes row by row
+        std::vector<float> xf(static_cast<size_t>(h));
+        std::vector<int8_t> codes(static_cast<size_t>(h));
+        for (int r = 0; r < rows; ++r) {
+          opt::dynamic_quant_row_default(v + r * h, false, h, xf.data(), codes.data(),
+                                         &want_scale[r]);
+          want.set_row(r, codes.data(), h);
+        }
+        ++checked;
+        for (int r = 0; r < rows; ++r) {
+          EXPECT_EQ(num::f32_bits(want_scale[r]), num::f32_bits(got_scale[r]))
+              << name << " row " << r;
+          EXPECT_EQ(want.row_sums()[r], got_sum[r]) << name << " row " << r;
+        }
+        for (int64_t byte = 0; byte < rows * hp; ++byte)
+          ASSERT_EQ(want.block(0)[byte], got.block(0)[byte])
+              << name << " byte " << byte << " (row " << byte % (4 * rows) / 4 << ", k "
+              << byte / (4 * rows) * 4 + byte % 4 << ")";
       }
-      if (kind == 2) v[h / 2] = 0x7FC1;                     // a NaN with a payload
-      if (kind == 3) v[h - 1] = 0xFF80;                     // -Inf
-      const int64_t hp = (h + 3) / 4 * 4 + (kind % 2) * 4;  // sometimes an extra padded quad
-      std::vector<float> xf(static_cast<size_t>(h));
-      std::vector<int8_t> codes(static_cast<size_t>(h));
-      float want_scale = 0;
-      opt::dynamic_quant_row_default(v, false, h, xf.data(), codes.data(), &want_scale);
-      opt::PackedActivationsS8 want, got;
-      want.reset(1, hp);
-      got.reset(1, hp);
-      want.set_row(0, codes.data(), h);
-      float got_scale = -1;
-      int32_t got_sum = 0;
-      std::vector<int8_t> dirty(static_cast<size_t>(hp), 0x55);
-      got.set_row(0, dirty.data(), hp);  // stale bytes that every quad must overwrite
-      if (!opt::dynamic_quant_row_packed(v, false, h, hp, got.row_codes(0), got.quad_stride(0),
-                                         &got_scale, &got_sum)) {
-        continue;  // no AVX-512: the linear uses dynamic_quant_row_default
-      }
-      got.set_row_sum(0, got_sum);
-      ++checked;
-      EXPECT_EQ(num::f32_bits(want_scale), num::f32_bits(got_scale)) << name;
-      EXPECT_EQ(want.row_sums()[0], got.row_sums()[0]) << name;
-      for (int64_t q = 0; q < hp / 4; ++q)
-        for (int t = 0; t < 4; ++t)
-          ASSERT_EQ(want.block(0)[q * want.quad_stride(0) + t],
-                    got.block(0)[q * got.quad_stride(0) + t])
-              << name << " k " << 4 * q + t;
-    }
   const auto& f = opt::cpu_features();
   if (f.avx512f && f.avx512bw) {
-    EXPECT_EQ(checked, static_cast<int>(lengths.size()) * 7);
+    EXPECT_EQ(checked, 6 * static_cast<int>(lengths.size()) * 3);
   }
 }
 
-TEST(W8A8DynamicLinear, SixRowBlockQuantEqualsSixPackedRowQuantsOnSpecialsAndTails) {
-  // A full block of the fused linear is quantized six rows at once
-  // (dynamic_quant_block6_packed: the codes of four k-quads interleaved in registers). Its
-  // bytes, scales and row sums must be those of six dynamic_quant_row_packed calls at the
-  // block's quad stride. The six rows mix the specials of the row test (random, zero, NaN,
-  // Inf, subnormals, +-max, ties); lengths leave tails of 1..15 lanes, a partial last quad and
-  // padded quads (a final group of 4 quads stored in part).
-  const std::vector<int64_t> lengths = {1, 3, 4, 15, 16, 17, 42, 64, 130, 4095};
-  int checked = 0;
-  for (int64_t h : lengths)
-    for (int pad : {0, 4, 12}) {
-      const std::string name = "block6_" + std::to_string(h) + "_" + std::to_string(pad);
-      Tensor x = gen::float_tensor(DType::kBF16, {6, h}, gen::FloatDist::normal(0), seed(name), 0);
-      uint16_t* v = x.data<uint16_t>();
-      for (int64_t i = 0; i < h; ++i) {
-        v[1 * h + i] = (i % 2) ? 0x8000 : 0x0000;                 // +-0
-        v[3 * h + i] = static_cast<uint16_t>(0x0001 + i % 0x7F);  // subnormals
-        v[4 * h + i] = (i % 3) ? 0x7F7F : 0xFF7F;                 // +-max
-        v[5 * h + i] = static_cast<uint16_t>(0x3F80 + (i % 64));  // [1, 2): .5 ties
-      }
-      v[2 * h + h / 2] = 0x7FC1;             // a NaN with a payload
-      if (h > 2) v[0 * h + h - 1] = 0xFF80;  // -Inf
-      const int64_t hp = (h + 3) / 4 * 4 + pad;
-      opt::PackedActivationsS8 want, got;
-      want.reset(6, hp);
-      got.reset(6, hp);
-      float want_scale[6], got_scale[6];
-      int32_t want_sum[6], got_sum[6];
-      std::vector<int8_t> dirty(static_cast<size_t>(hp), 0x55);
-      for (int r = 0; r < 6; ++r) got.set_row(r, dirty.data(), hp);  // stale bytes everywhere
-      if (!opt::dynamic_quant_block6_packed(v, h, false, h, hp, got.row_codes(0), got_scale,
-                                            got_sum))
-        continue;  // no AVX-512: the linear quantizes row by row
-      for (int r = 0; r < 6; ++r)
-        ASSERT_TRUE(opt::dynamic_quant_row_packed(v + r * h, false, h, hp, want.row_codes(r),
-                                                  want.quad_stride(r), &want_scale[r],
-                                                  &want_sum[r]));
-      ++checked;
-      for (int r = 0; r < 6; ++r) {
-        EXPECT_EQ(num::f32_bits(want_scale[r]), num::f32_bits(got_scale[r]))
-            << name << " row " << r;
-        EXPECT_EQ(want_sum[r], got_sum[r]) << name << " row " << r;
-      }
-      for (int64_t byte = 0; byte < 6 * hp; ++byte)
-        ASSERT_EQ(want.block(0)[byte], got.block(0)[byte]) << name << " byte " << byte;
-    }
-  const auto& f = opt::cpu_features();
-  if (f.avx512f && f.avx512bw) {
-    EXPECT_EQ(checked, static_cast<int>(lengths.size()) * 3);
-  }
+TEST(W8A8DynamicLinear, BlockQuantRejectsRowCountsOutsideOneToSix) {
+  const uint16_t x[8] = {};
+  int8_t dst[64];
+  float scale[8];
+  int32_t sum[8];
+  for (int rows : {0, 7, -1})
+    EXPECT_THROW(opt::dynamic_quant_block_packed(x, 1, rows, false, 1, 4, dst, scale, sum),
+                 std::invalid_argument)
+        << rows;
 }
 
 // ---- input validation ---------------------------------------------------------------------

@@ -11,19 +11,14 @@ namespace qconf::opt {
 void dynamic_quant_row_default(const uint16_t* x, bool f16, int64_t h, float* xf, int8_t* codes,
                                float* scale);
 
-// The same row (same codes and scale, bit for bit), quantized straight into a GEMM's packed
-// activation layout: the codes of k-quad q (4 bytes) at dst + q * quad_stride, zero codes from
-// h up to hp (a multiple of 4), and the sum of the codes (modulo 2^32) in *rowsum. bfloat16 only,
-// on AVX-512; returns false, having written nothing, anywhere else (the caller then uses
-// dynamic_quant_row_default).
-bool dynamic_quant_row_packed(const uint16_t* x, bool f16, int64_t h, int64_t hp, int8_t* dst,
-                              int64_t quad_stride, float* scale, int32_t* rowsum);
-
-// Six rows (row r at x + r * ldx) into one full block of that layout (quad stride 24: the
-// codes of row r, k-quad q at dst + 24 q + 4 r), each row exactly as dynamic_quant_row_packed
-// gives it (scale[r], rowsum[r]); the 24 dwords of four k-quads are interleaved in registers and
-// stored as two vectors. Same conditions and fallback as dynamic_quant_row_packed.
-bool dynamic_quant_block6_packed(const uint16_t* x, int64_t ldx, bool f16, int64_t h, int64_t hp,
-                                 int8_t* dst, float* scale, int32_t* rowsum);
+// A block of `rows` rows (1..6; row r at x + r * ldx) quantized straight into a GEMM's packed
+// activation layout, each row exactly as dynamic_quant_row_default gives it (same codes and
+// scale[r], bit for bit): the codes of row r, k-quad q (4 bytes) at dst + 4 (rows q + r), i.e.
+// quad stride 4 rows (PackedActivationsS8's block layout), zero codes from h up to hp (a
+// multiple of 4), and the sum of row r's codes (modulo 2^32) in rowsum[r]. bfloat16 only, on
+// AVX-512; returns false, having written nothing, anywhere else (the caller then uses
+// dynamic_quant_row_default). Throws std::invalid_argument for rows outside 1..6.
+bool dynamic_quant_block_packed(const uint16_t* x, int64_t ldx, int rows, bool f16, int64_t h,
+                                int64_t hp, int8_t* dst, float* scale, int32_t* rowsum);
 
 }  // namespace qconf::opt
