@@ -55,6 +55,9 @@ struct Epilogue {
   const int32_t* bias_i32 = nullptr;  // null: no int32 bias
   const float* bias_f32 = nullptr;    // null: no float bias
   const float* pertoken = nullptr;    // null: no pertoken_scale
+  // Set with a replicated GEMM prologue (the fused linear at small M): each worker slot's own
+  // pertoken scales, read through pertoken_of instead of `pertoken` (same values).
+  const float* const* pertoken_by_worker = nullptr;
   // Outputs, row-major [rows, n]; null when not requested.
   void* out = nullptr;
   int32_t* acc = nullptr;
@@ -71,6 +74,11 @@ struct Columns {
   std::vector<int32_t> offset9, bias_i32;
   std::vector<float> bias_f32;
 };
+
+// The pertoken scales that tile t uses: its worker's own copy when the prologue is replicated.
+inline const float* pertoken_of(const Epilogue& e, const S8Tile& t) {
+  return e.pertoken_by_worker ? e.pertoken_by_worker[t.worker] : e.pertoken;
+}
 
 float f32_of_bits(uint32_t b) {
   float f;
@@ -250,7 +258,7 @@ void epilogue_scalar(const Epilogue& e, const S8Tile& t) {
       v = v * e.scale[col];
       if (e.dequant) e.dequant[idx] = v;
       if (e.pertoken) {
-        v = v * e.pertoken[row % e.m];
+        v = v * pertoken_of(e, t)[row % e.m];
         if (e.pertoken_st) e.pertoken_st[idx] = v;
       }
       if (e.bias_f32) {
@@ -297,7 +305,7 @@ QCONF_AVX512_TARGET inline __m256i f32_to_bf16_rne_avx512(__m512 v) {
 QCONF_AVX512_TARGET void epilogue_avx512(const Epilogue& e, const S8Tile& t) {
   for (int r = 0; r < t.rows; ++r) {
     const int64_t row = e.row_base + t.row0 + r;
-    const __m512 pt = _mm512_set1_ps(e.pertoken ? e.pertoken[row % e.m] : 0.0f);
+    const __m512 pt = _mm512_set1_ps(e.pertoken ? pertoken_of(e, t)[row % e.m] : 0.0f);
     for (int c0 = 0; c0 < t.cols; c0 += 16) {
       const int cnt = std::min(16, t.cols - c0);
       const __mmask16 mk = static_cast<__mmask16>(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1);
@@ -375,7 +383,7 @@ QCONF_AVX512_TARGET void epilogue_fast(const Epilogue& e, const S8Tile& t) {
   constexpr size_t kEs = kOut == DType::kF32 ? 4 : 2;
   for (int r = 0; r < t.rows; ++r) {
     const int64_t row = e.row_base + t.row0 + r;
-    const __m512 pt = _mm512_set1_ps(kPertoken ? e.pertoken[row % e.m] : 0.0f);
+    const __m512 pt = _mm512_set1_ps(kPertoken ? pertoken_of(e, t)[row % e.m] : 0.0f);
     char* out = static_cast<char*>(e.out) + (row * e.n + t.col0) * static_cast<int64_t>(kEs);
     const int32_t* acc_row = t.acc + r * kGemmS8Nr;
     for (int c0 = 0; c0 < t.cols; c0 += 16) {
@@ -572,7 +580,76 @@ struct LinearWorkspace {
   PackedActivationsS8 a;
   Tensor pertoken;  // float32 [rows]
   Columns cols;     // the per-column scale (and bias), refilled each call
+  // One block of rows (kReplicatedQuantRows): each GEMM worker slot's own packed rows and
+  // pertoken scales.
+  std::vector<PackedActivationsS8> own_a;
+  std::vector<std::vector<float>> own_pt;
+  std::vector<const float*> own_pt_of;
 };
+
+// Up to one block of rows (the shared prologue's single unit, which one worker quantizes while
+// the others wait), with more than one thread, every GEMM worker quantizes the rows itself into
+// its own buffer (GemmS8Prologue::own): the same wall time for the quant, and no packed line
+// written on one core and then read by the kernels of another (and written again on the next
+// call). Same process, alternating rounds (K = N = 4096, 2 threads, 60 rounds): M = 1 went from
+// 126.5-127.8 to 122.5-124.6 us. At M = 16 and 32, where each worker would quantize all the
+// blocks instead of its share, replicating measured the same as sharing (670-683 against
+// 670-690 us at M = 16), so those keep the shared prologue.
+constexpr int64_t kReplicatedQuantRows = kGemmS8Mr;
+
+// The rows to quantize: x [rows, k] (bf16 or f16) into the blocks of *a, scales into pertoken.
+struct QuantRows {
+  const uint16_t* xin;
+  bool f16;
+  int64_t k;
+  float* pertoken;
+  PackedActivationsS8* a;  // its block_rows give the rows of each block
+};
+
+// Blocks [b0, b1) of q: each block's rows at once (full blocks of six, or the last partial
+// one) by dynamic_quant_block_packed, else row by row (f16, or no AVX-512).
+void quantize_blocks(const QuantRows& q, int64_t b0, int64_t b1) {
+  static thread_local std::vector<float> xf;
+  static thread_local std::vector<int8_t> codes;
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t first = b * kGemmS8Mr, rows = q.a->block_rows(b);
+    int32_t sums[kGemmS8Mr];
+    if (dynamic_quant_block_packed(q.xin + first * q.k, q.k, static_cast<int>(rows), q.f16, q.k,
+                                   q.a->k_padded(), q.a->row_codes(first), q.pertoken + first,
+                                   sums)) {
+      for (int64_t r = 0; r < rows; ++r) q.a->set_row_sum(first + r, sums[r]);
+      continue;
+    }
+    if (xf.size() < static_cast<size_t>(q.k)) {
+      xf.resize(static_cast<size_t>(q.k));
+      codes.resize(static_cast<size_t>(q.k));
+    }
+    for (int64_t row = first; row < first + rows; ++row) {
+      dynamic_quant_row_default(q.xin + row * q.k, q.f16, q.k, xf.data(), codes.data(),
+                                q.pertoken + row);
+      q.a->set_row(row, codes.data(), q.k);
+    }
+  }
+}
+
+// The replicated prologue's context: worker slot w quantizes every row into ws->own_a[w] and
+// ws->own_pt[w].
+struct OwnRows {
+  QuantRows rows;  // pertoken and a unused: each slot has its own
+  int64_t m, kp;
+  LinearWorkspace* ws;
+};
+
+const PackedActivationsS8* quantize_own_rows(void* ctx, int worker) {
+  const OwnRows& o = *static_cast<const OwnRows*>(ctx);
+  PackedActivationsS8& a = o.ws->own_a[static_cast<size_t>(worker)];
+  a.reset(o.m, o.kp);
+  QuantRows q = o.rows;
+  q.a = &a;
+  q.pertoken = o.ws->own_pt[static_cast<size_t>(worker)].data();
+  quantize_blocks(q, 0, a.blocks());
+  return &a;
+}
 
 void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
                   const Tensor& weight_scale, const Tensor* bias, Tensor& y,
@@ -589,45 +666,34 @@ void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
   const bool f16 = x.dtype() == DType::kF16;
   const uint16_t* xin = x.data<uint16_t>();
   PackedActivationsS8& a = ws.a;
-  a.reset(rows, w.k_padded());
-  // The quant runs as the GEMM's prologue (the same parallel region: one pool hand-off per
-  // call), in chunks of row blocks of ~32 KiB of x.
-  struct QuantRows {
-    const uint16_t* xin;
-    bool f16;
-    int64_t k;
-    float* pertoken;
-    PackedActivationsS8* a;  // its block_rows give the rows of each unit
-  } qr{xin, f16, k, pertoken, &a};
+  a.reset(rows, w.k_padded());  // the shape gemm_s8 works on (and the rows, when shared)
+  const QuantRows qr{xin, f16, k, pertoken, &a};
+  const int threads = opt.threads > 0 ? opt.threads : default_threads();
   GemmS8Prologue pro;
-  pro.ctx = &qr;
-  pro.units = a.blocks();
-  pro.grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(k * kGemmS8Mr, 1));
-  pro.fn = [](void* ctx, int64_t b0, int64_t b1) {
-    const QuantRows& q = *static_cast<const QuantRows*>(ctx);
-    static thread_local std::vector<float> xf;
-    static thread_local std::vector<int8_t> codes;
-    if (xf.size() < static_cast<size_t>(q.k)) {
-      xf.resize(static_cast<size_t>(q.k));
-      codes.resize(static_cast<size_t>(q.k));
+  OwnRows own{qr, rows, w.k_padded(), &ws};
+  const bool replicated = rows <= kReplicatedQuantRows && threads > 1;
+  if (replicated) {
+    // Every slot's buffers exist before the parallel region (workers only fill their own).
+    if (ws.own_a.size() < static_cast<size_t>(threads)) ws.own_a.resize(threads);
+    ws.own_pt.resize(std::max(ws.own_pt.size(), static_cast<size_t>(threads)));
+    ws.own_pt_of.resize(ws.own_pt.size());
+    for (size_t i = 0; i < ws.own_pt.size(); ++i) {
+      ws.own_pt[i].resize(static_cast<size_t>(rows));
+      ws.own_pt_of[i] = ws.own_pt[i].data();
     }
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t first = b * kGemmS8Mr, rows = q.a->block_rows(b);
-      // All rows of the block at once (full blocks of six, or the last partial one).
-      int32_t sums[kGemmS8Mr];
-      if (dynamic_quant_block_packed(q.xin + first * q.k, q.k, static_cast<int>(rows), q.f16, q.k,
-                                     q.a->k_padded(), q.a->row_codes(first), q.pertoken + first,
-                                     sums)) {
-        for (int64_t r = 0; r < rows; ++r) q.a->set_row_sum(first + r, sums[r]);
-        continue;
-      }
-      for (int64_t row = first; row < first + rows; ++row) {
-        dynamic_quant_row_default(q.xin + row * q.k, q.f16, q.k, xf.data(), codes.data(),
-                                  q.pertoken + row);
-        q.a->set_row(row, codes.data(), q.k);
-      }
-    }
-  };
+    pro.ctx = &own;
+    pro.own = quantize_own_rows;
+    pro.max_workers = threads;
+  } else {
+    // The quant runs as the GEMM's prologue (the same parallel region: one pool hand-off per
+    // call), in chunks of row blocks of ~32 KiB of x.
+    pro.ctx = const_cast<QuantRows*>(&qr);
+    pro.units = a.blocks();
+    pro.grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(k * kGemmS8Mr, 1));
+    pro.fn = [](void* ctx, int64_t b0, int64_t b1) {
+      quantize_blocks(*static_cast<const QuantRows*>(ctx), b0, b1);
+    };
+  }
   GemmS8Options gopt = opt;
   gopt.prologue = &pro;
   QuantMatmulStages st;
@@ -635,6 +701,7 @@ void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
   prepare_columns(p, weight_scale, nullptr, bias, ws.cols);
   Epilogue e = make_epilogue(p, cfg, ws.cols, &ws.pertoken, st, opt.force_scalar);
   e.rows_end = rows;
+  if (replicated) e.pertoken_by_worker = ws.own_pt_of.data();
   try {
     gemm_s8(a, w, epilogue_tile, &e, gopt);
   } catch (...) {

@@ -17,7 +17,8 @@
 // its k-steps. Without this, the first row block of every panel waits on L3 / DRAM (at M = 16,
 // 3 row blocks per panel, that first block cost as much as the other two). Larger M: items one
 // at a time, dynamically. One parallel region per call: a caller's prologue (the fused linear's
-// activation quant) runs on the same workers before the tiles (GemmS8Prologue).
+// activation quant) runs on the same workers before the tiles (GemmS8Prologue), shared out, or
+// replicated into each worker's own copy (GemmS8Prologue::own).
 // Measured on the shared 2-core Zen 4 (CPU time, best of >= 5, bench/quant_matmul_bench or a
 // stand-alone harness): M = 1024 ~ 440 GOPS (95% of the vpdpbusd peak) with the weights in L2;
 // M = 16 1.75 -> 1.5 ms per GEMM with the next-panel prefetch.
@@ -424,10 +425,14 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
     throw std::invalid_argument("gemm_s8: activations packed for padded k " +
                                 std::to_string(a.k_padded()) + ", weights have " +
                                 std::to_string(w.k_padded()));
-  const GemmS8Prologue* pro = opt.prologue && opt.prologue->units > 0 ? opt.prologue : nullptr;
+  const GemmS8Prologue* pro =
+      opt.prologue && (opt.prologue->units > 0 || opt.prologue->own) ? opt.prologue : nullptr;
+  const bool replicated = pro && pro->own;
+  if (replicated && pro->max_workers < 1)
+    throw std::invalid_argument("gemm_s8: a replicated prologue needs max_workers >= 1");
   const int64_t pro_grain = pro ? std::max<int64_t>(1, pro->grain) : 1;  // units per claim
   const int64_t panels = w.panels(), blocks = a.blocks();
-  if ((panels == 0 || blocks == 0) && !pro) return;
+  if ((panels == 0 || blocks == 0) && (!pro || replicated)) return;
   const bool vnni = !opt.force_scalar && cpu_has_vnni();
   // Row chunks of at most kBlocksPerItem blocks, as even as possible (M = 128: 11 + 11 blocks,
   // not 16 + 6, so that the last items of a call are not the long ones).
@@ -445,7 +450,8 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
   // M = 1024, where it keeps L2 busy next to the A chunk).
   const bool small_m = chunks == 1;
 
-  auto compute_item = [&](int64_t item, int64_t next_item, int32_t* tile, uint32_t* corr) {
+  auto compute_item = [&](const PackedActivationsS8& act, int worker, int64_t item,
+                          int64_t next_item, int32_t* tile, uint32_t* corr) {
     const int64_t pn = item / chunks, chunk = item % chunks;
     const int64_t b_first = chunk * chunk_blocks;
     const int64_t b_end = std::min(blocks, b_first + chunk_blocks);
@@ -457,9 +463,9 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
                                             ((b_end - b_first) * steps)
                                       : 0;
     for (int64_t b = b_first; b < b_end; ++b) {
-      const int rows = a.block_rows(b);
+      const int rows = act.block_rows(b);
       for (int r = 0; r < rows; ++r)
-        corr[r] = wbias * static_cast<uint32_t>(a.row_sums()[b * kGemmS8Mr + r]);
+        corr[r] = wbias * static_cast<uint32_t>(act.row_sums()[b * kGemmS8Mr + r]);
       if (vnni) {
         PanelPrefetch np;
         if (next_panel) {
@@ -468,12 +474,13 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
           np.lines = std::min(panel_lines - pf_done, (rate16 * steps) / 16);
           pf_done += np.lines;
         }
-        (w.int4() ? kS4Kernels : kS8Kernels)[rows](w.panel(pn), a.block(b), steps, corr, tile, np);
+        (w.int4() ? kS4Kernels : kS8Kernels)[rows](w.panel(pn), act.block(b), steps, corr, tile,
+                                                   np);
       } else {
-        kernel_scalar(w.panel(pn), a.block(b), w.k_padded(), w.int4(), rows, corr, tile);
+        kernel_scalar(w.panel(pn), act.block(b), w.k_padded(), w.int4(), rows, corr, tile);
       }
-      const S8Tile t{b * kGemmS8Mr, pn * kGemmS8Nr, rows,
-                     static_cast<int>(std::min<int64_t>(kGemmS8Nr, w.n() - pn * kGemmS8Nr)), tile};
+      const int cols = static_cast<int>(std::min<int64_t>(kGemmS8Nr, w.n() - pn * kGemmS8Nr));
+      const S8Tile t{b * kGemmS8Mr, pn * kGemmS8Nr, rows, cols, tile, worker};
       fn(ctx, t);
     }
   };
@@ -482,12 +489,16 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
   // both claimed through shared counters (any worker may take any claim, so a helper that
   // starts late, or a descheduled one, costs at most one claim). The wait cannot hang: every
   // unit counted as claimed is being run by a worker that is running (a pool that runs the
-  // region inline runs it as one call that does all the units first).
+  // region inline runs it as one call that does all the units first). A replicated prologue has
+  // no units and no wait: slot i (parallel_for's index; the inline call is slot 0) prepares its
+  // own activations, then claims items like the others.
   std::atomic<int64_t> next_unit{0}, units_done{0}, next{0};
   std::atomic<bool> failed{false};
   const int threads = opt.threads > 0 ? opt.threads : default_threads();
-  const int64_t work = std::max(items, pro ? (pro->units + pro_grain - 1) / pro_grain : 0);
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, work));
+  const int64_t work =
+      std::max(items, pro && !replicated ? (pro->units + pro_grain - 1) / pro_grain : 0);
+  const int64_t workers = std::max<int64_t>(
+      1, std::min<int64_t>({threads, work, replicated ? pro->max_workers : threads}));
   // Small M: runs of consecutive panels per claim, so that each thread streams long stretches
   // of contiguous weights and the next panel is prefetched; guided sizes, i.e. the remaining
   // items / (2 * workers), at most `run` (2 threads, N = 4096: 16, 12, 9, 7, 5, 4, 3, 2, 2,
@@ -510,8 +521,13 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
   };
   parallel_for(
       workers, 1,
-      [&](int64_t, int64_t) {
-        if (pro) {
+      [&](int64_t slot, int64_t) {
+        const PackedActivationsS8* mine = &a;
+        if (replicated) {
+          mine = pro->own(pro->ctx, static_cast<int>(slot));
+          if (!mine || mine->blocks() != blocks || mine->k_padded() != a.k_padded())
+            throw std::logic_error("gemm_s8: a replicated prologue returned other activations");
+        } else if (pro) {
           for (int64_t u;
                (u = next_unit.fetch_add(pro_grain, std::memory_order_relaxed)) < pro->units;) {
             const int64_t u1 = std::min(pro->units, u + pro_grain);
@@ -542,7 +558,7 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
                                       : item + 1 < c1 ? item + 1
                                       : n0 < items    ? n0
                                                       : -1;
-            compute_item(item, following, tile, corr);
+            compute_item(*mine, static_cast<int>(slot), item, following, tile, corr);
           }
           c0 = n0;
           c1 = n1;

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -10,6 +12,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "qconf/conformance/op.h"
@@ -397,6 +400,118 @@ TEST(GemmS8, SmallMPanelRunsAndEmptyKGiveTheExactSums) {
   }
 }
 
+// A replicated prologue (GemmS8Prologue::own) whose worker slots hold different activations,
+// so that each tile shows which copy it was computed from.
+struct OwnCopies {
+  std::vector<Tensor> a;  // slot w's rows
+  std::vector<opt::PackedActivationsS8> packed;
+  std::vector<int> calls;
+  int64_t k_padded = 0;
+  int64_t bad_rows = -1;  // >= 0: return activations of this many rows instead
+};
+const opt::PackedActivationsS8* pack_own_copy(void* ctx, int worker) {
+  auto& o = *static_cast<OwnCopies*>(ctx);
+  const Tensor& a = o.a[static_cast<size_t>(worker)];
+  const int64_t m = o.bad_rows >= 0 ? o.bad_rows : a.dim(0);
+  o.packed[static_cast<size_t>(worker)].pack_s8(a.data<int8_t>(), m, a.dim(1), a.dim(1),
+                                                o.k_padded);
+  ++o.calls[static_cast<size_t>(worker)];  // each slot runs on one thread at a time
+  return &o.packed[static_cast<size_t>(worker)];
+}
+struct TilesByWorker {
+  std::vector<int32_t> c;
+  std::vector<int> worker;  // per element: the S8Tile::worker of its tile
+  int64_t n;
+  bool wait_for_another = false;
+  std::atomic<unsigned> slots_with_tiles{0};
+};
+void store_tile_and_worker(void* ctx, const opt::S8Tile& t) {
+  auto& s = *static_cast<TilesByWorker*>(ctx);
+  for (int r = 0; r < t.rows; ++r)
+    for (int col = 0; col < t.cols; ++col) {
+      const size_t i = static_cast<size_t>((t.row0 + r) * s.n + t.col0 + col);
+      s.c[i] = t.acc[r * opt::kGemmS8Nr + col];
+      s.worker[i] = t.worker;
+    }
+  // A slot's first tile holds it back until another slot has stored one (or 2 s have passed):
+  // a claim never takes every remaining panel, so the slot that starts later always finds
+  // tiles left, however fast the first one would have been alone.
+  const unsigned bit = 1u << t.worker;
+  if (!s.wait_for_another || (s.slots_with_tiles.fetch_or(bit) & bit)) return;
+  for (auto t0 = std::chrono::steady_clock::now();
+       (s.slots_with_tiles.load() & ~bit) == 0 &&
+       std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2);)
+    std::this_thread::yield();
+}
+
+TEST(GemmS8, ReplicatedPrologueTilesUseTheirOwnWorkersActivations) {
+  // With GemmS8Prologue::own every worker slot quantizes into its own copy and computes its
+  // tiles from it, without waiting for the others (the fused linear at small M). Here slot w's
+  // copy holds other rows than slot v's: every tile must equal the exact product of the rows of
+  // the slot it names, every slot that named a tile must have been prepared exactly once, and
+  // no slot may reach max_workers. m = 13 (a partial block), 9 panels, 1-4 threads, max_workers
+  // 4 and 2 (a cap below the thread count).
+  const Dims d{13, 72, 520};
+  const std::string name = "own";
+  const Tensor w = rand_i8({d.k, d.n}, name, 100);
+  const opt::PackedWeightsS8 pw = opt::PackedWeightsS8::pack(w);
+  std::vector<int64_t> order(static_cast<size_t>(d.k));
+  for (int64_t t = 0; t < d.k; ++t) order[static_cast<size_t>(t)] = t;
+  OwnCopies own;
+  std::vector<std::vector<int64_t>> exact;
+  for (int s = 0; s < 4; ++s) {
+    own.a.push_back(rand_i8({d.m, d.k}, name, static_cast<uint64_t>(s)));
+    exact.push_back(dots(own.a.back(), w, order));
+  }
+  own.packed.resize(4);
+  own.k_padded = pw.k_padded();
+  opt::PackedActivationsS8 shape;
+  shape.reset(d.m, pw.k_padded());
+  for (int max_workers : {4, 2})
+    for (int threads : {1, 2, 3, 4}) {
+      own.calls.assign(4, 0);
+      opt::GemmS8Prologue pro;
+      pro.ctx = &own;
+      pro.own = pack_own_copy;
+      pro.max_workers = max_workers;
+      opt::GemmS8Options o;
+      o.threads = threads;
+      o.prologue = &pro;
+      TilesByWorker out{std::vector<int32_t>(static_cast<size_t>(d.m * d.n), -1),
+                        std::vector<int>(static_cast<size_t>(d.m * d.n), -1), d.n};
+      out.wait_for_another = std::min(threads, max_workers) >= 2;
+      opt::gemm_s8(shape, pw, store_tile_and_worker, &out, o);
+      const std::string what =
+          "threads " + std::to_string(threads) + " max_workers " + std::to_string(max_workers);
+      std::vector<int> tiles_of(4, 0);
+      for (size_t i = 0; i < out.c.size(); ++i) {
+        const int s = out.worker[i];
+        ASSERT_TRUE(s >= 0 && s < std::min(threads, max_workers)) << what << " element " << i;
+        ASSERT_EQ(own.calls[static_cast<size_t>(s)], 1) << what << " slot " << s;
+        ASSERT_EQ(out.c[i], exact[static_cast<size_t>(s)][i]) << what << " element " << i;
+        ++tiles_of[static_cast<size_t>(s)];
+      }
+      int slots_used = 0;
+      for (int n : tiles_of) slots_used += n > 0;
+      if (out.wait_for_another) {
+        EXPECT_GE(slots_used, 2) << what;
+      }
+    }
+  // A copy of another shape is a bug in the caller: an error, not a wrong product.
+  own.bad_rows = 7;
+  own.calls.assign(4, 0);
+  opt::GemmS8Prologue pro;
+  pro.ctx = &own;
+  pro.own = pack_own_copy;
+  pro.max_workers = 2;
+  opt::GemmS8Options o;
+  o.threads = 2;
+  o.prologue = &pro;
+  TilesByWorker out{std::vector<int32_t>(static_cast<size_t>(d.m * d.n)),
+                    std::vector<int>(static_cast<size_t>(d.m * d.n)), d.n};
+  EXPECT_THROW(opt::gemm_s8(shape, pw, store_tile_and_worker, &out, o), std::logic_error);
+}
+
 TEST(GemmS8, OnePackedActivationsObjectReusedAcrossPacksAndResetsGivesTheExactSums) {
   // pack_s8 and reset share the object's storage and reuse it when it is large enough: a reset
   // to 40 rows, a pack of 7, a reset to 30 (its row sums must fit: pack_s8 once replaced them
@@ -715,6 +830,38 @@ TEST(W8A8DynamicLinear, EqualsDynamicQuantThenQuantMatmulOfTheReference) {
         }
       EXPECT_TRUE(same(want, opt::w8a8_dynamic_linear(x, pw, ws, b)));
     }
+}
+
+TEST(W8A8DynamicLinear, SmallMRowsQuantizedByEachWorkerGiveTheReferenceOnEveryCall) {
+  // Up to one block (6 rows) on more than one thread, every GEMM worker quantizes all rows into
+  // its own buffer and pertoken copy (kReplicatedQuantRows); 7 and 16 rows share the quant.
+  // Two different x of the same shape alternate, on 2-4 threads: a worker that read the shared
+  // buffer or the shared pertoken scales (filled by an earlier call), or a copy of an earlier
+  // call, would give the other x's numbers. Each call is compared with the reference.
+  for (int64_t m : {1, 5, 6, 7, 16}) {
+    const std::string name = "lin_own_" + std::to_string(m);
+    const int64_t k = 200, n = 300;
+    const Tensor w = rand_i8({k, n}, name, 1);
+    const Tensor ws =
+        gen::float_tensor(DType::kBF16, {n}, gen::FloatDist::grid(128, 255, -15), seed(name), 2);
+    const opt::PackedWeightsS8 pw = opt::PackedWeightsS8::pack(w);
+    QuantMatmulConfig cfg;
+    cfg.output_dtype = DType::kBF16;
+    std::vector<Tensor> xs, want;
+    for (uint64_t v = 0; v < 2; ++v) {
+      xs.push_back(gen::float_tensor(DType::kBF16, {m, k}, gen::FloatDist::normal(v == 0 ? 1 : 6),
+                                     seed(name), 10 + v));
+      const DynQuantStages q = ref::npu_dynamic_quant(xs.back(), nullptr, nullptr, {});
+      want.push_back(ref::npu_quant_matmul(q.y, w, ws, nullptr, &q.scale, nullptr, cfg).out);
+    }
+    for (int threads : {2, 3, 4, 1, 2})
+      for (size_t v = 0; v < 2; ++v) {
+        opt::GemmS8Options o;
+        o.threads = threads;
+        EXPECT_TRUE(same(want[v], opt::w8a8_dynamic_linear(xs[v], pw, ws, nullptr, o)))
+            << name << " threads " << threads << " x " << v;
+      }
+  }
 }
 
 // The rows of packed-quant tests: random, all zero (amax 0: m = Inf, every code 0), one NaN

@@ -137,6 +137,7 @@ struct S8Tile {
   int64_t row0, col0;
   int rows, cols;
   const int32_t* acc;
+  int worker = 0;  // with GemmS8Prologue::own: the worker slot whose activations gave the tile
 };
 // Called on the worker thread that computed the tile; tiles never overlap.
 using S8TileFn = void (*)(void* ctx, const S8Tile& tile);
@@ -146,10 +147,18 @@ using S8TileFn = void (*)(void* ctx, const S8Tile& tile);
 // [0, units) in chunks of `grain`, handed out dynamically, then every worker waits until all
 // units are done and starts on the tiles. This saves a second pool hand-off per call. fn must
 // not depend on which thread runs it; an exception from fn is rethrown by gemm_s8.
+//
+// Replicated instead (`own` set; small M): every worker w first calls own(ctx, w), which prepares
+// the worker's own copy of the activations (the same rows, packed alike) and returns it, and then
+// computes its tiles from that copy (S8Tile::worker = w); fn and units are not used. No worker
+// waits for another, and no worker reads lines that another one wrote. Slots w are 0 .. workers
+// - 1, at most max_workers; a slot may run on any thread, but never on two at once.
 struct GemmS8Prologue {
   void (*fn)(void* ctx, int64_t u0, int64_t u1) = nullptr;
   void* ctx = nullptr;
   int64_t units = 0, grain = 1;
+  const PackedActivationsS8* (*own)(void* ctx, int worker) = nullptr;
+  int max_workers = 1;
 };
 
 struct GemmS8Options {
