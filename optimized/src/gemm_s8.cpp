@@ -14,30 +14,28 @@
 // the remaining panels / (2 * workers), at most items / (2 * workers); see the driver), and
 // claims its next run before the last panel of the current one, so it always knows its next
 // item, and the current item prefetches the next panel into L2 (prefetcht1), spread evenly over
-// its k-steps. Without this, the first row block of every panel waits on L3 / DRAM (at M = 16,
-// 3 row blocks per panel, that first block cost as much as the other two). Larger M: items one
-// at a time, dynamically. One parallel region per call: a caller's prologue (the fused linear's
-// activation quant) runs on the same workers before the tiles (GemmS8Prologue), shared out, or
-// replicated into each worker's own copy (GemmS8Prologue::own).
-// Measured on the shared 2-core Zen 4 (CPU time, best of >= 5, bench/quant_matmul_bench or a
-// stand-alone harness): M = 1024 ~ 440 GOPS (95% of the vpdpbusd peak) with the weights in L2;
-// M = 16 1.75 -> 1.5 ms per GEMM with the next-panel prefetch.
-// Session 4 (2 threads, same-process A/B under `chrt -f 10`, docs/perf.md): runs of 16 panels
-// beat one panel per claim (with a look-ahead claim for the prefetch) by 10-20% at M = 1 and 16
-// and 2-7% at M = 128 (with interleaved panels neither thread streams contiguous memory); runs
-// of 4 or 8 were 0-6% slower than 16. M <= 192 as one item per panel beat 96-row chunks at
-// M = 128 by 4% (1 thread) and 11% (2 threads, GEMM alone: with 2 chunks per panel both threads
-// read every panel from L3). A longer pool spin (100-300 us) gave nothing. A fixed home half of the
-// panels per thread (the caller one half, the helper the other, then stealing), in case the 2
-// vCPUs sit on different L3s: no difference (M = 1 / 16 / 128: 0.75 / 0.95 / 0.97 vs 0.73 /
-// 0.98 / 0.97).
-// Tried and dropped (all slower here): a 16-row x 16-column kernel reading the weights once for
-// M <= 16; k blocking with the accumulators in an L1 tile buffer (W slice of 8-32 KiB in L1 for
-// 4-16 row blocks: 5-20% slower at M = 16 and M = 1024: the extra accumulator loads / stores cost
-// more than the L2 -> L1 weight traffic they save); chunk-major item order (A chunk in L2, the
-// panels streamed: 15-20% slower at M = 1024); other software-prefetch distances (512-2048
-// bytes: no difference at M = 1024).
-// Integer sums are exact modulo 2^32 in any order, so neither blocking nor threads change C.
+// the first half of its k-steps. Without this, the first row block of every panel waits on L3 /
+// DRAM (at M = 16, 3 row blocks per panel, that first block cost as much as the other two). Larger
+// M: items one at a time, dynamically. One parallel region per call: a caller's prologue (the fused
+// linear's activation quant) runs on the same workers before the tiles (GemmS8Prologue), shared
+// out, or replicated into each worker's own copy (GemmS8Prologue::own). Measured on the shared
+// 2-core Zen 4 (CPU time, best of >= 5, bench/quant_matmul_bench or a stand-alone harness): M =
+// 1024 ~ 440 GOPS (95% of the vpdpbusd peak) with the weights in L2; M = 16 1.75 -> 1.5 ms per GEMM
+// with the next-panel prefetch. Session 4 (2 threads, same-process A/B under `chrt -f 10`,
+// docs/perf.md): runs of 16 panels beat one panel per claim (with a look-ahead claim for the
+// prefetch) by 10-20% at M = 1 and 16 and 2-7% at M = 128 (with interleaved panels neither thread
+// streams contiguous memory); runs of 4 or 8 were 0-6% slower than 16. M <= 192 as one item per
+// panel beat 96-row chunks at M = 128 by 4% (1 thread) and 11% (2 threads, GEMM alone: with 2
+// chunks per panel both threads read every panel from L3). A longer pool spin (100-300 us) gave
+// nothing. A fixed home half of the panels per thread (the caller one half, the helper the other,
+// then stealing), in case the 2 vCPUs sit on different L3s: no difference (M = 1 / 16 / 128: 0.75 /
+// 0.95 / 0.97 vs 0.73 / 0.98 / 0.97). Tried and dropped (all slower here): a 16-row x 16-column
+// kernel reading the weights once for M <= 16; k blocking with the accumulators in an L1 tile
+// buffer (W slice of 8-32 KiB in L1 for 4-16 row blocks: 5-20% slower at M = 16 and M = 1024: the
+// extra accumulator loads / stores cost more than the L2 -> L1 weight traffic they save);
+// chunk-major item order (A chunk in L2, the panels streamed: 15-20% slower at M = 1024); other
+// software-prefetch distances (512-2048 bytes: no difference at M = 1024). Integer sums are exact
+// modulo 2^32 in any order, so neither blocking nor threads change C.
 #include "qconf/opt/gemm_s8.h"
 
 #include <immintrin.h>
@@ -456,12 +454,16 @@ void gemm_s8(const PackedActivationsS8& a, const PackedWeightsS8& w, S8TileFn fn
     const int64_t b_first = chunk * chunk_blocks;
     const int64_t b_end = std::min(blocks, b_first + chunk_blocks);
     // With more than one row block (M = 1 is a pure stream with its own long prefetch
-    // distance), the next panel's lines are spread evenly over this item's k-steps.
+    // distance), the next panel's lines are spread evenly over the first half of this item's
+    // k-steps. Session 8, same process, alternating rounds (K = N = 4096): over the whole item
+    // -> over its first half took M = 16 on 2 threads from 676-686 to 657-658 us (three pairs
+    // of 40 rounds); 1 thread at M = 16 and 128, and 2 threads at M = 32 to 128, measured the
+    // same (within +-0.5%). Over the first block only, or no next-panel prefetch at all, was
+    // slower at M = 16 (2 threads: 668 and 699 against 659 us for the half).
     const bool next_panel = next_item >= 0 && b_end - b_first > 1 && steps > 0;
     int64_t pf_done = 0;
-    const int64_t rate16 = next_panel ? (16 * panel_lines + (b_end - b_first) * steps - 1) /
-                                            ((b_end - b_first) * steps)
-                                      : 0;
+    const int64_t item_steps = (b_end - b_first) * steps;
+    const int64_t rate16 = next_panel ? 2 * ((16 * panel_lines + item_steps - 1) / item_steps) : 0;
     for (int64_t b = b_first; b < b_end; ++b) {
       const int rows = act.block_rows(b);
       for (int r = 0; r < rows; ++r)
