@@ -396,11 +396,10 @@ __attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block_codes(
     idx2[o] = _mm512_load_si512(kPerm.idx2[o]);
   }
   int64_t i = 0;
-  for (; i + 32 <= h; i += 32) {
+  for (; i + 32 <= h; i += 32) {  // whole groups of 32 (hp >= h: all 8 R dwords)
     const uint16_t* src[R];
     for (int r = 0; r < R; ++r) src[r] = x + r * ldx + i;
-    quant_block_step<R, kPlain>(src, vm, sum, idx01, idx2, kPerm.mask2, dst + R * i,
-                                static_cast<int>(std::min<int64_t>(8, (hp - i) / 4)) * R);
+    quant_block_step<R, kPlain>(src, vm, sum, idx01, idx2, kPerm.mask2, dst + R * i, 8 * R);
   }
   for (; i < hp; i += 32) {  // the partial group of 32 (the tails), then the padding
     const uint16_t* src[R];
@@ -421,9 +420,7 @@ __attribute__((target("avx512f,avx512bw,prfchw"))) void quant_block_packed_bf16_
   float m[R];
   bool plain = true;
   for (int r = 0; r < R; ++r) {
-    float amax;
-    const uint32_t amax_bits = row_amax_bits_bf16(x + r * ldx, h, tail[r]);
-    std::memcpy(&amax, &amax_bits, 4);
+    const float amax = bits_to_float(row_amax_bits_bf16(x + r * ldx, h, tail[r]));
     m[r] = 127.0f / amax;
     scale[r] = 1.0f / m[r];
     plain = plain && plain_scale(amax, m[r]);

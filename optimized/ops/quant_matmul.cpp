@@ -57,7 +57,7 @@ struct Epilogue {
   const float* pertoken = nullptr;    // null: no pertoken_scale
   // Set with a replicated GEMM prologue (the fused linear at small M): each worker slot's own
   // pertoken scales, read through pertoken_of instead of `pertoken` (same values).
-  const float* const* pertoken_by_worker = nullptr;
+  const std::vector<float>* pertoken_by_worker = nullptr;
   // Outputs, row-major [rows, n]; null when not requested.
   void* out = nullptr;
   int32_t* acc = nullptr;
@@ -77,7 +77,7 @@ struct Columns {
 
 // The pertoken scales that tile t uses: its worker's own copy when the prologue is replicated.
 inline const float* pertoken_of(const Epilogue& e, const S8Tile& t) {
-  return e.pertoken_by_worker ? e.pertoken_by_worker[t.worker] : e.pertoken;
+  return e.pertoken_by_worker ? e.pertoken_by_worker[t.worker].data() : e.pertoken;
 }
 
 float f32_of_bits(uint32_t b) {
@@ -584,7 +584,6 @@ struct LinearWorkspace {
   // pertoken scales.
   std::vector<PackedActivationsS8> own_a;
   std::vector<std::vector<float>> own_pt;
-  std::vector<const float*> own_pt_of;
 };
 
 // Up to one block of rows (the shared prologue's single unit, which one worker quantizes while
@@ -632,18 +631,17 @@ void quantize_blocks(const QuantRows& q, int64_t b0, int64_t b1) {
   }
 }
 
-// The replicated prologue's context: worker slot w quantizes every row into ws->own_a[w] and
-// ws->own_pt[w].
+// The replicated prologue's context: worker slot w quantizes every row into ws->own_a[w] (of
+// the shape of rows.a, the shared buffer) and ws->own_pt[w].
 struct OwnRows {
-  QuantRows rows;  // pertoken and a unused: each slot has its own
-  int64_t m, kp;
+  QuantRows rows;
   LinearWorkspace* ws;
 };
 
 const PackedActivationsS8* quantize_own_rows(void* ctx, int worker) {
   const OwnRows& o = *static_cast<const OwnRows*>(ctx);
   PackedActivationsS8& a = o.ws->own_a[static_cast<size_t>(worker)];
-  a.reset(o.m, o.kp);
+  a.reset(o.rows.a->m(), o.rows.a->k_padded());
   QuantRows q = o.rows;
   q.a = &a;
   q.pertoken = o.ws->own_pt[static_cast<size_t>(worker)].data();
@@ -667,27 +665,23 @@ void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
   const uint16_t* xin = x.data<uint16_t>();
   PackedActivationsS8& a = ws.a;
   a.reset(rows, w.k_padded());  // the shape gemm_s8 works on (and the rows, when shared)
-  const QuantRows qr{xin, f16, k, pertoken, &a};
+  QuantRows qr{xin, f16, k, pertoken, &a};
   const int threads = opt.threads > 0 ? opt.threads : default_threads();
   GemmS8Prologue pro;
-  OwnRows own{qr, rows, w.k_padded(), &ws};
+  OwnRows own{qr, &ws};
   const bool replicated = rows <= kReplicatedQuantRows && threads > 1;
   if (replicated) {
     // Every slot's buffers exist before the parallel region (workers only fill their own).
     if (ws.own_a.size() < static_cast<size_t>(threads)) ws.own_a.resize(threads);
     ws.own_pt.resize(std::max(ws.own_pt.size(), static_cast<size_t>(threads)));
-    ws.own_pt_of.resize(ws.own_pt.size());
-    for (size_t i = 0; i < ws.own_pt.size(); ++i) {
-      ws.own_pt[i].resize(static_cast<size_t>(rows));
-      ws.own_pt_of[i] = ws.own_pt[i].data();
-    }
+    for (std::vector<float>& pt : ws.own_pt) pt.resize(static_cast<size_t>(rows));
     pro.ctx = &own;
     pro.own = quantize_own_rows;
     pro.max_workers = threads;
   } else {
     // The quant runs as the GEMM's prologue (the same parallel region: one pool hand-off per
     // call), in chunks of row blocks of ~32 KiB of x.
-    pro.ctx = const_cast<QuantRows*>(&qr);
+    pro.ctx = &qr;
     pro.units = a.blocks();
     pro.grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(k * kGemmS8Mr, 1));
     pro.fn = [](void* ctx, int64_t b0, int64_t b1) {
@@ -701,7 +695,7 @@ void linear_fused(const Tensor& x, int64_t rows, const PackedWeightsS8& w,
   prepare_columns(p, weight_scale, nullptr, bias, ws.cols);
   Epilogue e = make_epilogue(p, cfg, ws.cols, &ws.pertoken, st, opt.force_scalar);
   e.rows_end = rows;
-  if (replicated) e.pertoken_by_worker = ws.own_pt_of.data();
+  if (replicated) e.pertoken_by_worker = ws.own_pt.data();
   try {
     gemm_s8(a, w, epilogue_tile, &e, gopt);
   } catch (...) {
