@@ -95,7 +95,8 @@ QCONF_VNNI_TARGET inline void dpbusd_bcst(__m512i& acc, __m512i w, const int8_t*
 }
 
 // Software prefetch of the weight stream (4 cache lines per k-step). A full block (R > 2) reads
-// a panel that is already in L2 (see PanelPrefetch): 1 KiB ahead into L1. A small block (R <= 2,
+// a panel that is already in L2 (see PanelPrefetch), or, alone (M <= 6), streams it from L3 /
+// DRAM: 4 KiB ahead into L1. A small block (R <= 2,
 // a few cycles per k-step, each panel read once from L3 / DRAM) issues none: a panel is 256 KiB
 // of contiguous memory that the hardware stream prefetchers follow on their own, and every
 // software prefetch tried made it slower. Session 7, same process, alternating rounds against
@@ -105,12 +106,21 @@ QCONF_VNNI_TARGET inline void dpbusd_bcst(__m512i& acc, __m512i w, const int8_t*
 // M = 1 (2 threads). Keeping only the L1 prefetch 4 KiB ahead lost 4-19%, an L1 prefetch 1 KiB
 // ahead 23-31%. Sessions 4-6 had measured the opposite on this VM (the L2 prefetch +7% at
 // M = 1): the host behind it changes (docs/perf.md).
+// The full block's L1 prefetch runs 4 KiB (16 k-steps) ahead. Session 9, same process against
+// oneDNN in alternating rounds, K = N = 4096, weights from DRAM (medians of 15-21 rounds): a
+// single block of 3-6 rows, which streams each panel once, went from 0.87-0.97x to 0.99-1.10x
+// oneDNN on 1 thread (1 KiB ahead -> 4 KiB); on 2 threads M = 3 went from 0.92-0.93x to 0.99x,
+// and M = 4 and 6 measured the same. 2 KiB and 8 KiB lay between; 16 KiB varied. With several
+// blocks (the panel in L2), M = 7 to 128: within +-2% on 1 and 2 threads; M = 1024: the same.
+// The int4 kernel (8 k per 64 bytes, so 4 KiB are 128 k ahead): M = 4 went from 482-492 to
+// 417-423 us on 1 thread and from 250-256 to 218-227 us on 2; M = 16 and 128 the same.
+constexpr int64_t kL1PrefetchBytes = 4096;
 template <int R>
 QCONF_VNNI_TARGET inline void prefetch_weights(const uint8_t* w) {
   if constexpr (R > 2) {
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j)
-      _mm_prefetch(reinterpret_cast<const char*>(w + 1024 + 64 * j), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + kL1PrefetchBytes + 64 * j), _MM_HINT_T0);
   }
 }
 
