@@ -97,6 +97,14 @@ constexpr int64_t kDotPair = 2;
 // DRAM, same-process alternating rounds, medians of 12-16): one tile ahead against four, W8A16
 // +9.6% on 2 threads and +1.8% on 1, W4A16 +5-8% on 2 threads and +1% on 1; 2 tiles were in
 // between, 8 and 16 slower (-3%, -11%), none 41% slower.
+// Session 9 (2026-11-22, one build with a knob, K = N = 4096 from DRAM, alternating rounds,
+// medians of 20-30): the streams that prefetch into L2 (int4 dot path, int8 lookup) prefetch
+// every line twice, one tile and half a tile (two columns) ahead. W4A16 +6.5-7.5% on 1 thread
+// and +4-7% on 2; W8A16 +3-5% on 1 thread and +1-3% on 2; hot (L3) -0.5%. Prefetching only
+// every other line halved the speed (0.45x, like no prefetch at all): a line the prefetch
+// misses costs a stall the loop never recovers, and a second prefetch of the same line catches
+// those the first one lost. Two tiles and one tile, four and one, four and two, or three
+// prefetches per line measured the same as one and a half (+3-8%).
 constexpr int64_t kPrefetchTiles = 1;
 int64_t prefetch_distance(const WqbmmWeights& w) {
   return kPrefetchTiles * kQuad * (w.shape.int4 ? w.kpad / 2 : w.kpad);
@@ -763,6 +771,7 @@ QCONF_AVX512_VBMI void int8_dot_lut(const int8_t* const (&col)[CB], const Param*
       for (int i = 0; i < NC; ++i) {
         const int8_t* cp = col[c0 + i];
         _mm_prefetch(reinterpret_cast<const char*>(cp + k0 + pf), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(cp + k0 + pf / 2), _MM_HINT_T1);
         const __m512i u = _mm512_loadu_si512(reinterpret_cast<const void*>(cp + k0));
         const __mmask64 neg = _mm512_movepi8_mask(u);
         const __mmask64 pos = _knot_mask64(neg);
@@ -903,6 +912,7 @@ QCONF_AVX512 QCONF_INLINE void dot4_block(const uint8_t* const (&col)[CB], const
   for (int c = 0; c < CB; ++c) {
     const uint8_t* line = col[c] + k0 / 2;
     _mm_prefetch(reinterpret_cast<const char*>(line + pf), _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(line + pf / 2), _MM_HINT_T1);
     const __m512i wd = _mm512_loadu_si512(line);
     const __m512i idx[4] = {wd, _mm512_srli_epi16(wd, 4), _mm512_srli_epi16(wd, 8),
                             _mm512_srli_epi16(wd, 12)};
