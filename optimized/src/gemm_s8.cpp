@@ -94,18 +94,17 @@ QCONF_VNNI_TARGET inline void dpbusd_bcst(__m512i& acc, __m512i w, const int8_t*
       : "v"(w), "m"(*reinterpret_cast<const i32_alias*>(p)));
 }
 
-// Software prefetch of the weight stream (4 cache lines per k-step). A full block (R > 2) reads
-// a panel that is already in L2 (see PanelPrefetch), or, alone (M <= 6), streams it from L3 /
-// DRAM: 4 KiB ahead into L1. A small block (R <= 2,
-// a few cycles per k-step, each panel read once from L3 / DRAM) issues none: a panel is 256 KiB
-// of contiguous memory that the hardware stream prefetchers follow on their own, and every
-// software prefetch tried made it slower. Session 7, same process, alternating rounds against
-// oneDNN (K = N = 4096, medians of 12-30 rounds): M = 1 went from 0.83-0.94x to 1.00-1.16x
-// oneDNN on 2 threads and from 0.93-1.05x to 1.11-1.29x on 1 thread with the weights in L3, and
-// from 1.05x to 1.20x from DRAM (2 threads); M = 2 +9% (2 threads); the int4 kernel +12% at
-// M = 1 (2 threads). Keeping only the L1 prefetch 4 KiB ahead lost 4-19%, an L1 prefetch 1 KiB
-// ahead 23-31%. Sessions 4-6 had measured the opposite on this VM (the L2 prefetch +7% at
-// M = 1): the host behind it changes (docs/perf.md).
+// Software prefetch of the weight stream (4 cache lines per k-step). A full block (R > 2) reads a
+// panel that is already in L2 (see PanelPrefetch), or, alone (M <= 6), streams it from L3 or DRAM:
+// 4 KiB ahead into L1. A small block (R <= 2, a few cycles per k-step, each panel read once from L3
+// or DRAM) issues none: a panel is 256 KiB of contiguous memory that the hardware stream
+// prefetchers follow on their own, and every software prefetch tried made it slower. Session 7,
+// same process, alternating rounds against oneDNN (K = N = 4096, medians of 12-30 rounds): M = 1
+// went from 0.83-0.94x to 1.00-1.16x oneDNN on 2 threads and from 0.93-1.05x to 1.11-1.29x on 1
+// thread with the weights in L3, and from 1.05x to 1.20x from DRAM (2 threads); M = 2 +9% (2
+// threads); the int4 kernel +12% at M = 1 (2 threads). Keeping only the L1 prefetch 4 KiB ahead
+// lost 4-19%, an L1 prefetch 1 KiB ahead 23-31%. Sessions 4-6 had measured the opposite on this VM
+// (the L2 prefetch +7% at M = 1): the host behind it changes (docs/perf.md).
 // The full block's L1 prefetch runs 4 KiB (16 k-steps) ahead. Session 9, same process against
 // oneDNN in alternating rounds, K = N = 4096, weights from DRAM (medians of 15-21 rounds): a
 // single block of 3-6 rows, which streams each panel once, went from 0.87-0.97x to 0.99-1.10x
