@@ -103,8 +103,8 @@ constexpr int64_t kDotPair = 2;
 // and +4-7% on 2; W8A16 +3-5% on 1 thread and +1-3% on 2; hot (L3) -0.5%. Prefetching only
 // every other line halved the speed (0.45x, like no prefetch at all): a line the prefetch
 // misses costs a stall the loop never recovers, and a second prefetch of the same line catches
-// those the first one lost. Two tiles and one tile, four and one, four and two, or three
-// prefetches per line measured the same as one and a half (+3-8%).
+// those the first one lost. The other pairs of distances tried (two tiles and one, four and
+// one, four and two) and three prefetches per line measured the same (+3-8%).
 constexpr int64_t kPrefetchTiles = 1;
 int64_t prefetch_distance(const WqbmmWeights& w) {
   return kPrefetchTiles * kQuad * (w.shape.int4 ? w.kpad / 2 : w.kpad);
