@@ -886,15 +886,24 @@ QCONF_AVX512 void tile_dot8(const WqbmmWeights& w, int64_t n0, const uint16_t* c
 // 3 instructions, but its load -> FMA -> conversion -> vpermw latency stalls the lookups when it
 // is built just before them. The whole table built two groups ahead, or two columns sharing one
 // conversion, was slower (-3%, -5%).
+//
+// The table's values are (code + offset) * scale, an add and a multiply that each take one
+// parameter as an embedded broadcast ({1to16}), instead of one FMA from (scale, offset *
+// scale). On Zen 4 a separate vbroadcastss to a zmm register runs on the shuffle pipes that
+// vpermw uses (a loop of broadcasts and vpermw: 1 per cycle together, as vpermw alone), and an
+// FMA can embed only one of its two broadcast operands. Measured (same-process A/B, K = N =
+// 4096, group 128, 2026-11-23 session 10, medians of 25 rounds): one thread +3.5-4.5% from
+// DRAM, +4.3% hot in L3; two threads (bound by memory) +0.3%.
 
 // The 32 words T[0..15] twice of one column and group, from its pair p of
-// WqbmmWeights::table_params (scale, offset * scale: one FMA gives the reference's fp32 values,
-// see wqbmm_prepare_weights). The values before the bf16 rounding are never subnormal
-// (dot_ok), so vcvtne2ps2bf16 rounds them like the reference.
-// Two steps: the fp32 values of the 16 codes (one FMA), then the words.
+// WqbmmWeights::params_f32 (scale, offset; offset 0 without one). Two steps: the fp32 values of
+// the 16 codes, fl32(fl32(w + off) * s) as in the reference (kBf16General), then the words. On
+// the dot path every column and group is kBf16Mul (off = 0) or kBf16Fma (w + off exact), see
+// wqbmm_prepare_weights, and the values before the bf16 rounding are never subnormal (dot_ok),
+// so vcvtne2ps2bf16 rounds them like the reference.
 QCONF_AVX512 QCONF_INLINE __m512 int4_table_values(const float* p) {
   const __m512 v = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1);
-  return _mm512_fmadd_ps(v, _mm512_set1_ps(p[0]), _mm512_set1_ps(p[1]));
+  return _mm512_mul_ps(_mm512_add_ps(v, _mm512_set1_ps(p[1])), _mm512_set1_ps(p[0]));
 }
 QCONF_AVX512 QCONF_INLINE __m512i int4_table_words(__m512 r) {
   return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(r, r));
@@ -960,9 +969,9 @@ QCONF_AVX512 QCONF_INLINE void dot4_next_group(const float* const (&par)[CB], in
 // Whole superblocks per group (bpg of them; per channel: one group of nb), groups 0..last_g.
 // A software pipeline over groups: while group g is looked up, the words of group g + 1 are
 // converted and the values of group g + 2 computed (while there is one), so that the table's
-// load -> FMA -> conversion latency overlaps lookups instead of stalling them. One superblock per
-// group (group 128) has its own flat loop (3-4% faster than the nested one at group 128,
-// same-process A/B, one thread from DRAM).
+// load -> add -> multiply -> conversion latency overlaps lookups instead of stalling them. One
+// superblock per group (group 128) has its own flat loop (3-4% faster than the nested one at
+// group 128, same-process A/B, one thread from DRAM).
 template <int CB, int MB>
 QCONF_AVX512 QCONF_INLINE void dot4_groups(const uint8_t* const (&col)[CB],
                                            const float* const (&par)[CB], int64_t nb, int64_t bpg,
@@ -1040,12 +1049,12 @@ QCONF_AVX512 void tile_dot4(const WqbmmWeights& w, int64_t n0, const uint16_t* c
   const WqbmmShape& s = w.shape;
   const int64_t nb = w.kpad / kDotBlock4;
   const int64_t pf = prefetch_distance(w);
-  prefetch_next_params<CB>(w.table_params, s.groups, n0);
+  prefetch_next_params<CB>(w.params_f32, s.groups, n0);
   const uint8_t* col[CB];
-  const float* par[CB];  // the column's table_params pairs, one per group
+  const float* par[CB];  // the column's params_f32 pairs, one per group
   for (int c = 0; c < CB; ++c) {
     col[c] = w.packed.data() + (n0 + c) * (w.kpad / 2);
-    par[c] = w.table_params.data() + 2 * (n0 + c) * s.groups;
+    par[c] = w.params_f32.data() + 2 * (n0 + c) * s.groups;
   }
   if (s.mode != WqbmmScaleMode::kPerGroup) {
     dot4_groups<CB, MB>(col, par, nb, nb, 0, xw, pf, out);
@@ -1252,17 +1261,6 @@ WqbmmWeights wqbmm_prepare_weights(const WqbmmArgs& a, const WqbmmConfig& cfg) {
       dot = dot && (kind == kBf16Mul || kind == kBf16Fma);
     }
   w.dot_ok = dot;
-  // int4 on the dot path: (scale, offset * scale) per column and group. Every column and group
-  // is then kBf16Mul (no offset: off * s = 0) or kBf16Fma (w + off and off * s exact), so
-  // fma(w, s, off * s) is the reference's fl32(fl32(w + off) * s) for every code w: one FMA
-  // builds each table (the padding columns: s = 0, a zero table).
-  if (s.int4 && dot) {
-    w.table_params.resize(w.params_f32.size());
-    for (size_t i = 0; i < w.params_f32.size(); i += 2) {
-      w.table_params[i] = w.params_f32[i];
-      w.table_params[i + 1] = w.params_f32[i + 1] * w.params_f32[i];
-    }
-  }
   // Transpose into columns (threads over column blocks of 64: reads of 64 neighbours per row).
   parallel_for((s.n + 63) / 64, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t n0 = c0 * 64; n0 < std::min(s.n, c1 * 64); n0 += 64) {

@@ -739,10 +739,10 @@ TEST(WeightQuantBmm, Int4DotPathGivesTheReferenceWeightsAndThePortableOrderForEv
   // and looks each code up in a per-(column, group) table. Group sizes that are a multiple of 64
   // but not of 128 split a superblock between two tables (64, 192); groups of 128 have one
   // superblock per table, 256 two, and per-channel scales one table (their own loops); K not a
-  // multiple of 128 leaves a partial superblock. With and without an offset (the table's FMA adds
-  // off * s, or zero). x = I: acc = W exactly, compared with the reference (K rows: the 4-, 2- and
-  // 1-row column tiles); random x, M = 1 (the column pairs) and M = 3, 6: the AVX-512 and the
-  // portable kernels give the same bits.
+  // multiple of 128 leaves a partial superblock. With and without an offset (the table adds the
+  // offset, or zero, then multiplies by the scale). x = I: acc = W exactly, compared with the
+  // reference (K rows: the 4-, 2- and 1-row column tiles); random x, M = 1 (the column pairs) and
+  // M = 3, 6: the AVX-512 and the portable kernels give the same bits.
   for (bool offset : {false, true})
     for (int64_t group : {int64_t{0}, int64_t{64}, int64_t{128}, int64_t{192}, int64_t{256}})
       for (int64_t k : {int64_t{200}, int64_t{256}, int64_t{456}, int64_t{1000}}) {

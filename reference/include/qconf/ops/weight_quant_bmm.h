@@ -141,9 +141,6 @@ struct WqbmmWeights {
   std::vector<uint16_t> params;   // [N][groups][2]: scale bits, offset bits (0 if none)
   std::vector<float> params_f32;  // [N][groups][2]: the same, widened to fp32 (exact)
   std::vector<uint8_t> kinds;     // [N][groups]: the antiquant formula of each column group
-  // int4 with dot_ok: [N][groups][2] scale, offset * scale (fp32; one FMA then builds each
-  // column and group's table exactly); empty otherwise.
-  std::vector<float> table_params;
   // bf16 x only: every W is a normal number or zero, and groups are multiples of 64 (the dot
   // path's int8 blocks; int4 superblocks split at 64), so the bf16 dot-product path (vdpbf16ps,
   // which flushes subnormals) computes exact products.
