@@ -30,6 +30,7 @@ CpuFeatures detect() {
   __cpuid_count(7, 0, a, b, c, d);
   f.avx2 = ((b >> 5) & 1) && ymm_os;
   f.avx512f = ((b >> 16) & 1) && zmm_os;
+  f.avx512dq = ((b >> 17) & 1) && zmm_os;
   f.avx512bw = ((b >> 30) & 1) && zmm_os;
   f.avx512vnni = ((c >> 11) & 1) && zmm_os;
   f.avx512vbmi = ((c >> 1) & 1) && zmm_os;
@@ -55,6 +56,7 @@ std::string cpu_features_str() {
   add(f.f16c, "f16c");
   add(f.avx2, "avx2");
   add(f.avx512f, "avx512f");
+  add(f.avx512dq, "avx512dq");
   add(f.avx512bw, "avx512bw");
   add(f.avx512vnni, "avx512vnni");
   add(f.avx512vbmi, "avx512vbmi");

@@ -3,10 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -254,6 +256,76 @@ TEST(QuantMatmul, SpecialOffsetsAndScalesAreBitExactToReference) {
                              opt::npu_quant_matmul(x1, x2, q, nullptr, nullptr, nullptr, cfg, true),
                              what + " int64");
       }
+}
+
+// Without intermediates the float outputs take the fast epilogue, which on a CPU with
+// AVX512_BF16 rounds to bf16 with vcvtneps2bf16 except in a vector holding a subnormal (that
+// instruction flushes them). Scales and pertoken scales that make the values Inf, NaN, zeros of
+// both signs, the largest finite values and subnormals, alone in a vector or mixed with normal
+// values, and bf16 ties to even (acc 257 and 259, +-): the same bits as the reference for every
+// float output, bias kind and scale dtype, in whole and partial vectors (n = 40), with the
+// pertoken index wrapping inside a tile (x1 [2, 13, 40]).
+TEST(QuantMatmul, FastEpilogueRoundsSpecialValuesAndTiesLikeTheReference) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf(""), big = 3.4e38f;
+  const std::vector<float> scales = {
+      1,         1,         1,         1,          inf,       -inf,       nan,       0,
+      -0.0f,     big,       -big,      0.5f,       2,         0x1p100f,   0.75f,     1,
+      0x1p-140f, 1,         0x1p-133f, 0x1p-127f,  0x1p-149f, -0x1p-140f, 0.25f,     0x1p-120f,
+      0x1p-110f, 0x1p-126f, 3,         -0x1p-130f, 0x1p-112f, 1,          0x1p-118f, 0.125f,
+      inf,       nan,       0x1p-140f, 1,          -0.0f,     0x1p-121f,  big,       1};
+  const std::vector<float> pertoken = {1,     0x1p-20f, 0x1p100f,  -1,  nan,  inf,    0,
+                                       -0.0f, 1,        0x1p-126f, big, 0.5f, 0x1p-8f};
+  const int64_t k = 40, n = 40;
+  Tensor x2 = rand_i8({k, n}, "fast_epilogue", 1);
+  // Columns 0-3: acc of row 0 = 2 x2[0] + x2[1] = 257, 259, -257, -259, which fp32 holds
+  // exactly and which lie halfway between two bf16 values (the even one is 256, 260, ...).
+  const int8_t tie[4][2] = {{127, 3}, {127, 5}, {-128, -1}, {-128, -3}};
+  for (int j = 0; j < 4; ++j) {
+    x2.data<int8_t>()[j] = tie[j][0];
+    x2.data<int8_t>()[n + j] = tie[j][1];
+  }
+  for (const Shape& xs : {Shape{13, k}, Shape{2, 13, k}}) {
+    Tensor x1 = rand_i8(xs, "fast_epilogue", 0);
+    for (int64_t b = 0; b < (xs.size() == 3 ? xs[0] : 1); ++b) {
+      int8_t* row0 = x1.data<int8_t>() + b * 13 * k;
+      std::fill(row0, row0 + k, int8_t{0});
+      row0[0] = 2;
+      row0[1] = 1;
+    }
+    const Tensor pt = Tensor::from<float>({13}, pertoken);
+    for (const Combo& c : combos()) {
+      if (c.scale == DType::kI64 || c.offset || !dtype_is_float(c.out)) continue;
+      Inputs in = make_inputs(c, x1, x2, 13, n, "fast_epilogue_" + c.name);
+      Tensor s(c.scale, {n});
+      for (int64_t j = 0; j < n; ++j) {
+        // bf16 scales: the fp32 value's top half (0x1p-140 and below become zeros there).
+        uint32_t bits;
+        std::memcpy(&bits, &scales[static_cast<size_t>(j)], 4);
+        if (c.scale == DType::kBF16)
+          s.data<uint16_t>()[j] = static_cast<uint16_t>(bits >> 16);
+        else
+          s.data<uint32_t>()[j] = bits;
+      }
+      in.scale = s;
+      if (c.pertoken) in.pertoken = pt;
+      for (bool fp19 : {true, false}) {
+        const QuantMatmulConfig cfg = cfg_of(c.out, fp19, FixpipePrecision::kFp32);
+        const std::string what =
+            c.name + shape_str(xs) + (fp19 ? " fp19" : " direct") + " (out, no intermediates)";
+        if (!valid(in, cfg)) continue;
+        const Tensor r =
+            ref::npu_quant_matmul(in.x1, in.x2, in.scale, in.off(), in.pt(), in.b(), cfg).out;
+        EXPECT_TRUE(same(
+            r, opt::npu_quant_matmul(in.x1, in.x2, in.scale, in.off(), in.pt(), in.b(), cfg, false)
+                   .out))
+            << what;
+        const opt::PackedWeightsS8 w = opt::PackedWeightsS8::pack(in.x2);
+        EXPECT_TRUE(same(
+            r, opt::npu_quant_matmul_packed(in.x1, w, in.scale, in.off(), in.pt(), in.b(), cfg)))
+            << what << " prepacked";
+      }
+    }
+  }
 }
 
 TEST(QuantMatmul, BatchedOperandsAreBitExactToReference) {

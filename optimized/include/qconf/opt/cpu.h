@@ -9,6 +9,7 @@ struct CpuFeatures {
   bool f16c = false;  // VCVTPS2PH / VCVTPH2PS
   bool avx2 = false;
   bool avx512f = false;
+  bool avx512dq = false;
   bool avx512bw = false;
   bool avx512vnni = false;
   bool avx512vbmi = false;  // VPERMB / VPERMI2B / VPERMT2B (byte permutes)
