@@ -16,6 +16,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -487,6 +488,8 @@ QCONF_AVX512_TARGET_BF16 void epilogue_fast_bf16_cvt(const Epilogue& e, const S8
   }
 }
 
+std::atomic<bool> g_disable_bf16_cvt{false};  // quant_matmul_disable_bf16_cvt
+
 template <bool kIntBias, bool kPertoken, bool kFloatBias>
 TileEpilogue fast_for_output(DType out) {
   switch (out) {
@@ -495,7 +498,7 @@ TileEpilogue fast_for_output(DType out) {
     case DType::kF16:
       return epilogue_fast<kIntBias, kPertoken, kFloatBias, DType::kF16>;
     case DType::kBF16:
-      return cpu_features().avx512bf16 && cpu_features().avx512dq
+      return cpu_features().avx512bf16 && cpu_features().avx512dq && !g_disable_bf16_cvt.load()
                  ? epilogue_fast_bf16_cvt<kIntBias, kPertoken, kFloatBias>
                  : epilogue_fast<kIntBias, kPertoken, kFloatBias, DType::kBF16>;
     default:
@@ -640,6 +643,8 @@ QuantMatmulStages npu_quant_matmul(const Tensor& x1, const Tensor& x2, const Ten
   opt.threads = threads;
   return run(p, cfg, x1, &x2, nullptr, scale, offset, pertoken, bias, intermediates, opt);
 }
+
+void quant_matmul_disable_bf16_cvt(bool on) { g_disable_bf16_cvt.store(on); }
 
 Tensor npu_quant_matmul_packed(const Tensor& x1, const PackedWeightsS8& x2, const Tensor& scale,
                                const Tensor* offset, const Tensor* pertoken, const Tensor* bias,

@@ -264,7 +264,8 @@ TEST(QuantMatmul, SpecialOffsetsAndScalesAreBitExactToReference) {
 // both signs, the largest finite values and subnormals, alone in a vector or mixed with normal
 // values, and bf16 ties to even (acc 257 and 259, +-): the same bits as the reference for every
 // float output, bias kind and scale dtype, in whole and partial vectors (n = 40), with the
-// pertoken index wrapping inside a tile (x1 [2, 13, 40]).
+// pertoken index wrapping inside a tile (x1 [2, 13, 40]); with vcvtneps2bf16 where the CPU
+// has it, and with the integer rounding of CPUs without it.
 TEST(QuantMatmul, FastEpilogueRoundsSpecialValuesAndTiesLikeTheReference) {
   const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf(""), big = 3.4e38f;
   const std::vector<float> scales = {
@@ -315,14 +316,19 @@ TEST(QuantMatmul, FastEpilogueRoundsSpecialValuesAndTiesLikeTheReference) {
         if (!valid(in, cfg)) continue;
         const Tensor r =
             ref::npu_quant_matmul(in.x1, in.x2, in.scale, in.off(), in.pt(), in.b(), cfg).out;
-        EXPECT_TRUE(same(
-            r, opt::npu_quant_matmul(in.x1, in.x2, in.scale, in.off(), in.pt(), in.b(), cfg, false)
-                   .out))
-            << what;
         const opt::PackedWeightsS8 w = opt::PackedWeightsS8::pack(in.x2);
-        EXPECT_TRUE(same(
-            r, opt::npu_quant_matmul_packed(in.x1, w, in.scale, in.off(), in.pt(), in.b(), cfg)))
-            << what << " prepacked";
+        for (bool integer_rounding : {false, true}) {
+          opt::quant_matmul_disable_bf16_cvt(integer_rounding);
+          const std::string how = integer_rounding ? " integer rounding" : "";
+          EXPECT_TRUE(same(r, opt::npu_quant_matmul(in.x1, in.x2, in.scale, in.off(), in.pt(),
+                                                    in.b(), cfg, false)
+                                  .out))
+              << what << how;
+          EXPECT_TRUE(same(
+              r, opt::npu_quant_matmul_packed(in.x1, w, in.scale, in.off(), in.pt(), in.b(), cfg)))
+              << what << how << " prepacked";
+        }
+        opt::quant_matmul_disable_bf16_cvt(false);
       }
     }
   }

@@ -106,6 +106,10 @@ QuantMatmulStages npu_quant_matmul(const Tensor& x1, const Tensor& x2, const Ten
                                    const Tensor* offset, const Tensor* pertoken_scale,
                                    const Tensor* bias, const QuantMatmulConfig& cfg,
                                    bool intermediates = false, int threads = 0);
+// Test hook: on a CPU with AVX512_BF16, round the fast epilogue's bf16 outputs with the integer
+// sequence instead of vcvtneps2bf16 (the two give bit-identical results; the special-value test
+// in tests/ops/quant_matmul_test.cpp runs both).
+void quant_matmul_disable_bf16_cvt(bool on);
 }  // namespace opt
 
 }  // namespace qconf
