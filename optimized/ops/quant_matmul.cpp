@@ -399,24 +399,23 @@ struct FastTile {
   const float* bias_f32;
   const float* pertoken;
   const int32_t* acc;
-  char* out;              // row 0, the tile's first column
-  int64_t out_row;        // bytes from one output row to the next
-  int64_t pr = 0, m = 1;  // the pertoken index of the next row, and its period
-  int rows, cols, full;   // full: the columns in whole vectors of 16
+  char* out;        // row 0, the tile's first column
+  int64_t out_row;  // bytes from one output row to the next
+  int64_t pr, m;    // the pertoken index of the next row, and its period
+  int rows, cols;
 
   FastTile(const Epilogue& e, const S8Tile& t, int64_t es)
       : scale(e.scale + t.col0),
         bias_i32(e.bias_i32 ? e.bias_i32 + t.col0 : nullptr),
         bias_f32(e.bias_f32 ? e.bias_f32 + t.col0 : nullptr),
-        pertoken(e.pertoken || e.pertoken_by_worker ? pertoken_of(e, t) : nullptr),
+        pertoken(pertoken_of(e, t)),
         acc(t.acc),
         out(static_cast<char*>(e.out) + ((e.row_base + t.row0) * e.n + t.col0) * es),
         out_row(e.n * es),
         pr(pertoken ? (e.row_base + t.row0) % e.m : 0),
         m(e.m),
         rows(t.rows),
-        cols(t.cols),
-        full(t.cols / 16 * 16) {}
+        cols(t.cols) {}
   // The pertoken scale of the next row (rows in order).
   float next_pertoken() {
     const float v = pertoken[pr];
@@ -471,6 +470,8 @@ QCONF_AVX512_TARGET void epilogue_fast(const Epilogue& e, const S8Tile& t) {
 // f32_to_bf16_rne_avx512 (round to nearest even on the bit pattern, NaN quieted with its top bits
 // kept, Inf kept) every input except subnormals, which it flushes to a signed zero (Intel SDM,
 // VCVTNEPS2BF16): a vector holding a subnormal (vfpclassps 0x20) takes the integer sequence.
+// The row loop is epilogue_fast's, written again because the two functions have different
+// targets (an AVX512_BF16 function cannot be inlined into an avx512f-only one).
 template <bool kIntBias, bool kPertoken, bool kFloatBias>
 QCONF_AVX512_TARGET_BF16 void epilogue_fast_bf16_cvt(const Epilogue& e, const S8Tile& t) {
   FastTile p(e, t, 2);
