@@ -1,6 +1,9 @@
 # qconf: the two user commands are `make conformance` and `make test`.
 # Each works alone from a fresh clone: both depend on `deps`, which installs missing Debian packages
 # (chromium for the HTML report's browser test, libclang-rt-14-dev for clang's libFuzzer).
+# ocl-icd-opencl-dev: Debian's dnnl-config.cmake calls find_package(OpenCL REQUIRED) (the library is
+# built with the OCL GPU runtime), and apt's --no-install-recommends leaves it out; without it
+# `make bench` stops at configure.
 
 BUILD      ?= build
 JOBS       ?= $(shell nproc)
@@ -9,10 +12,11 @@ CMAKE_ARGS ?=
 
 DEBS := cmake g++ clang ninja-build pkg-config make \
         libeigen3-dev libboost-dev nlohmann-json3-dev libhwy-dev libcli11-dev \
-        libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev libssl-dev \
+        libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev libssl-dev \
         python3 python3-numpy python3-jsonschema chromium libclang-rt-14-dev
 
-.PHONY: all deps configure build conformance test identity sanitize bench golden format clean install
+.PHONY: all deps configure build conformance test identity sanitize bench bench-smoke golden format \
+        clean install
 
 all: build
 
@@ -68,6 +72,18 @@ bench: deps
 	  $(CMAKE_ARGS)
 	cmake --build build-bench -j $(JOBS) --target qconf_bench
 	build-bench/bench/qconf_bench
+
+# CI's guard on the benchmark binary: configure it with its oneDNN peer, build it in $(BUILD) (only
+# the bench sources compile; the libraries are those `make test` built) and run its two W8A8
+# peers once at M = 1. Catches a benchmark that no longer configures, compiles or links on a fresh
+# machine (it once stopped at configure: see DEBS), which `make test` never builds.
+bench-smoke: build
+	cmake -S . -B $(BUILD) -DQCONF_BUILD_BENCH=ON
+	cmake --build $(BUILD) -j $(JOBS) --target qconf_bench
+	@$(BUILD)/bench/qconf_bench --benchmark_list_tests | grep -q '^BM_OneDnnS8Matmul/' || \
+	  { echo "qconf: bench-smoke: qconf_bench has no oneDNN peer (BM_OneDnnS8Matmul): was DNNL found?"; exit 1; }
+	$(BUILD)/bench/qconf_bench --benchmark_min_time=0.01 \
+	  --benchmark_filter='^BM_(W8A8DynamicLinear|OneDnnS8Matmul)/M:1/threads:1'
 
 golden: build
 	$(BUILD)/qconf golden generate --golden-dir golden
