@@ -149,10 +149,7 @@ qconf::FinalizeRoutingArgs finalize_args(const Problem& p) {
   return a;
 }
 
-bool same(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && a.nbytes() == b.nbytes() &&
-         std::memcmp(a.bytes(), b.bytes(), a.nbytes()) == 0;
-}
+bool same(const Tensor& a, const Tensor& b) { return a.bit_equal(b); }
 
 void check_routing_once() {
   static bool done = false;
