@@ -149,8 +149,6 @@ qconf::FinalizeRoutingArgs finalize_args(const Problem& p) {
   return a;
 }
 
-bool same(const Tensor& a, const Tensor& b) { return a.bit_equal(b); }
-
 void check_routing_once() {
   static bool done = false;
   if (done) return;
@@ -158,9 +156,9 @@ void check_routing_once() {
   const auto o =
       qconf::opt::npu_moe_init_routing_v2(p.x, p.ids, nullptr, nullptr, routing_config(), 2);
   const Routed r = straightforward_routing(p.x, p.ids);
-  if (!same(o.expanded_x, r.expanded_x) ||
-      !same(o.expanded_row_idx, Tensor::from<int32_t>({kTokens * kTopK}, r.eri)) ||
-      !same(o.expert_tokens, Tensor::from<int64_t>({kExperts}, r.counts)))
+  if (!o.expanded_x.bit_equal(r.expanded_x) ||
+      !o.expanded_row_idx.bit_equal(Tensor::from<int32_t>({kTokens * kTopK}, r.eri)) ||
+      !o.expert_tokens.bit_equal(Tensor::from<int64_t>({kExperts}, r.counts)))
     throw std::logic_error("dispatch bench: optimized init_routing_v2 != straightforward");
   done = true;
 }
@@ -169,8 +167,8 @@ void check_finalize_once() {
   static bool done = false;
   if (done) return;
   const Problem& p = problem();
-  if (!same(qconf::opt::npu_moe_finalize_routing(finalize_args(p), 2).out,
-            straightforward_finalize(p)))
+  if (!qconf::opt::npu_moe_finalize_routing(finalize_args(p), 2)
+           .out.bit_equal(straightforward_finalize(p)))
     throw std::logic_error("dispatch bench: optimized finalize_routing != straightforward");
   done = true;
 }

@@ -44,10 +44,6 @@ Tensor rows(DType dt, int64_t n, int64_t h, uint64_t seed) {
   return gen::float_tensor(dt, {n, h}, gen::FloatDist::normal(0), seed, 0);
 }
 
-// Tensor::bit_equal, not memcmp: an empty tensor's bytes() is null, and memcmp(null, null, 0) is
-// undefined behaviour (UBSan stops `make sanitize` on it).
-bool same_bits(const Tensor& a, const Tensor& b) { return a.bit_equal(b); }
-
 template <typename Fn>
 std::string error_of(Fn fn) {
   try {
@@ -144,9 +140,9 @@ TEST(InitRoutingV2, ExpertTokensAgreeWithTheSortedIdsInAllThreeForms) {
     c.expert_tokens_type = t;
     got[t] = ref::npu_moe_init_routing_v2(rows(DType::kBF16, 33, 2, 3), ids, nullptr, nullptr, c)
                  .expert_tokens;
-    EXPECT_TRUE(same_bits(
-        got[t], opt::npu_moe_init_routing_v2(rows(DType::kBF16, 33, 2, 3), ids, nullptr, nullptr, c)
-                    .expert_tokens));
+    EXPECT_TRUE(got[t].bit_equal(
+        opt::npu_moe_init_routing_v2(rows(DType::kBF16, 33, 2, 3), ids, nullptr, nullptr, c)
+            .expert_tokens));
   }
   std::vector<int64_t> counts(32, 0);
   for (int64_t p = 0; p < 33 * 8; ++p) {
@@ -196,12 +192,12 @@ TEST(InitRoutingV2, OptimizedIsBitIdenticalToTheReferenceForEveryThreadCount) {
         const InitRoutingV2Stages r = ref::npu_moe_init_routing_v2(x, ids, sc, of, c);
         for (int th : {1, 2, 3}) {
           const InitRoutingV2Stages o = opt::npu_moe_init_routing_v2(x, ids, sc, of, c, th);
-          EXPECT_TRUE(same_bits(r.sorted_row_idx, o.sorted_row_idx));
-          EXPECT_TRUE(same_bits(r.sorted_expert_idx, o.sorted_expert_idx));
-          EXPECT_TRUE(same_bits(r.expanded_row_idx, o.expanded_row_idx));
-          EXPECT_TRUE(same_bits(r.expanded_x, o.expanded_x)) << cs.n << " q" << cs.quant;
-          EXPECT_TRUE(same_bits(r.expert_tokens, o.expert_tokens));
-          EXPECT_TRUE(same_bits(r.expanded_scale, o.expanded_scale));
+          EXPECT_TRUE(r.sorted_row_idx.bit_equal(o.sorted_row_idx));
+          EXPECT_TRUE(r.sorted_expert_idx.bit_equal(o.sorted_expert_idx));
+          EXPECT_TRUE(r.expanded_row_idx.bit_equal(o.expanded_row_idx));
+          EXPECT_TRUE(r.expanded_x.bit_equal(o.expanded_x)) << cs.n << " q" << cs.quant;
+          EXPECT_TRUE(r.expert_tokens.bit_equal(o.expert_tokens));
+          EXPECT_TRUE(r.expanded_scale.bit_equal(o.expanded_scale));
         }
       }
   }
@@ -220,8 +216,8 @@ TEST(InitRoutingV2, DynamicQuantWithoutSmoothIsNpuDynamicQuantOfTheExpandedRows)
       DynQuantConfig dq;
       dq.formula = f;
       const DynQuantStages d = ref::npu_dynamic_quant(plain, nullptr, nullptr, dq);
-      EXPECT_TRUE(same_bits(q.expanded_x, d.y));
-      EXPECT_TRUE(same_bits(q.expanded_scale, d.scale));
+      EXPECT_TRUE(q.expanded_x.bit_equal(d.y));
+      EXPECT_TRUE(q.expanded_scale.bit_equal(d.scale));
     }
 }
 
@@ -270,16 +266,16 @@ TEST(InitRoutingV1, RowIdxIsIndexedByTheKMajorRowIdxAndTieOrdersDiffer) {
   }
   c.tie_order = RoutingTieOrder::kRowIdxValue;
   const InitRoutingV1Stages b = ref::npu_moe_init_routing(x, row_idx, dup_ids(), c);
-  EXPECT_FALSE(same_bits(a.expanded_row_idx, b.expanded_row_idx));
-  EXPECT_TRUE(same_bits(a.expanded_expert_idx, b.expanded_expert_idx));
+  EXPECT_FALSE(a.expanded_row_idx.bit_equal(b.expanded_row_idx));
+  EXPECT_TRUE(a.expanded_expert_idx.bit_equal(b.expanded_expert_idx));
   for (RoutingTieOrder o : {RoutingTieOrder::kFlatPosition, RoutingTieOrder::kRowIdxValue}) {
     c.tie_order = o;
     const InitRoutingV1Stages r = ref::npu_moe_init_routing(x, row_idx, dup_ids(), c);
     for (int th : {1, 2}) {
       const InitRoutingV1Stages q = opt::npu_moe_init_routing(x, row_idx, dup_ids(), c, th);
-      EXPECT_TRUE(same_bits(r.expanded_row_idx, q.expanded_row_idx));
-      EXPECT_TRUE(same_bits(r.expanded_x, q.expanded_x));
-      EXPECT_TRUE(same_bits(r.sorted_position, q.sorted_position));
+      EXPECT_TRUE(r.expanded_row_idx.bit_equal(q.expanded_row_idx));
+      EXPECT_TRUE(r.expanded_x.bit_equal(q.expanded_x));
+      EXPECT_TRUE(r.sorted_position.bit_equal(q.sorted_position));
     }
   }
 }
@@ -337,7 +333,7 @@ TEST(FinalizeRouting, GridInputsAreProvablyExactAndOptimizedMatchesBitForBit) {
     EXPECT_TRUE(b.all_provably_exact);
     const Tensor r = ref::npu_moe_finalize_routing(f.args(0)).out;
     for (int th : {1, 2, 3})
-      EXPECT_TRUE(same_bits(r, opt::npu_moe_finalize_routing(f.args(0), th).out));
+      EXPECT_TRUE(r.bit_equal(opt::npu_moe_finalize_routing(f.args(0), th).out));
   }
 }
 
@@ -477,9 +473,9 @@ TEST(FinalizeRouting, SimdCombineIsTheFixedOrderScalarSumBitForBitForEveryTailAn
           if (form == 3) a.scales = nullptr, a.skip1 = nullptr;
           const Tensor want = fixed_order_scalar(f, a, false);
           for (int th : {1, 2, 3})
-            EXPECT_TRUE(same_bits(want, opt::npu_moe_finalize_routing(a, th).out))
+            EXPECT_TRUE(want.bit_equal(opt::npu_moe_finalize_routing(a, th).out))
                 << dtype_name(dt) << " h " << h << " mode " << mode << " form " << form;
-          fused_differs += !same_bits(want, fixed_order_scalar(f, a, true));
+          fused_differs += !want.bit_equal(fixed_order_scalar(f, a, true));
         }
   // The comparison is not vacuous: a fused multiply-add port gives other bits somewhere.
   EXPECT_GT(fused_differs, 0);
@@ -502,7 +498,7 @@ TEST(TokenUnpermute, SimdCombineIsTheFixedOrderScalarSumBitForBit) {
       a.skip1 = a.skip2 = a.bias = nullptr;
       const Tensor want = fixed_order_scalar(g, a, false);
       for (int th : {1, 2})
-        EXPECT_TRUE(same_bits(want, opt::npu_moe_token_unpermute(u, th).out)) << h;
+        EXPECT_TRUE(want.bit_equal(opt::npu_moe_token_unpermute(u, th).out)) << h;
     }
 }
 
@@ -533,7 +529,7 @@ TEST(TokenUnpermute, UnpermuteOfPermuteRecoversXExactly) {
       const CombineBounds b = ref::npu_moe_token_unpermute_bounds(a, AccPrecision::kFp32);
       EXPECT_TRUE(b.all_provably_exact);
       const Tensor r = ref::npu_moe_token_unpermute(a).out;
-      EXPECT_TRUE(same_bits(r, opt::npu_moe_token_unpermute(a, 2).out));
+      EXPECT_TRUE(r.bit_equal(opt::npu_moe_token_unpermute(a, 2).out));
       const num::FloatFormat& fm = dt == DType::kF32   ? num::kF32
                                    : dt == DType::kF16 ? num::kF16
                                                        : num::kBF16;
@@ -544,7 +540,7 @@ TEST(TokenUnpermute, UnpermuteOfPermuteRecoversXExactly) {
       a.form = UnpermuteIndexForm::kScatter;
       const Tensor s = ref::npu_moe_token_unpermute(a).out;
       if (k > 1) {
-        EXPECT_FALSE(same_bits(s, r));
+        EXPECT_FALSE(s.bit_equal(r));
       }
     }
 }
