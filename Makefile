@@ -1,15 +1,15 @@
 # qconf: the two user commands are `make conformance` and `make test`.
 # Each works alone from a fresh clone: both depend on `deps`, which installs missing Debian packages
 # (chromium for the HTML report's browser test, libclang-rt-14-dev for clang's libFuzzer).
-# ocl-icd-opencl-dev: Debian's dnnl-config.cmake calls find_package(OpenCL REQUIRED) (the library is
-# built with the OCL GPU runtime), and apt's --no-install-recommends leaves it out; without it
-# `make bench` stops at configure.
 
 BUILD      ?= build
 JOBS       ?= $(shell nproc)
 GENERATOR  := $(shell command -v ninja >/dev/null 2>&1 && echo Ninja || echo "Unix Makefiles")
 CMAKE_ARGS ?=
 
+# ocl-icd-opencl-dev: Debian's dnnl-config.cmake calls find_package(OpenCL REQUIRED) (the library is
+# built with the OCL GPU runtime), and apt's --no-install-recommends leaves it out; without it
+# `make bench` stops at configure.
 DEBS := cmake g++ clang ninja-build pkg-config make \
         libeigen3-dev libboost-dev nlohmann-json3-dev libhwy-dev libcli11-dev \
         libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev libssl-dev \
